@@ -1,0 +1,19 @@
+export { LockModule, type LockModuleAsyncOptions, type LockModuleForRootOptions } from './lock.module.js';
+export { LockService } from './lock.service.js';
+export { Lock } from './lock.js';
+export type {
+  AcquireOptions,
+  LockModuleOptions,
+  LockOptionsFactory,
+  LockTimingOptions,
+  RedisConnection,
+} from './interfaces/lock-options.interface.js';
+export {
+  LockConfigError,
+  LockError,
+  LockKeyError,
+  LockLostError,
+  LockNotAcquiredError,
+  LockUnavailableError,
+} from './errors.js';
+export { MAX_KEY_LENGTH } from './lock-keys.js';

@@ -1,0 +1,53 @@
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+
+/** One Redis: a URL, ioredis options, or an ioredis client you own (we never close yours). */
+export type RedisConnection = string | RedisOptions | Redis | Cluster;
+
+/** Options shared by the module (defaults) and each call. All times are milliseconds. */
+export interface LockTimingOptions {
+  /** Lease length. While held with `autoExtend`, the lease is renewed before it runs out. Default 30 000. */
+  ttl?: number;
+  /** How long to wait for a busy lock before failing; `0` tries once. Default 10 000. */
+  wait?: number;
+  /** Renew the lease in the background while held. Default `true`. */
+  autoExtend?: boolean;
+  /**
+   * Longest time renewal keeps a lock. When reached, renewal stops and `lock.signal` aborts with a
+   * `LockLostError`; the key then expires after at most `ttl`. Guards against a hung holder. Default: none.
+   */
+  maxHold?: number;
+  /** Serve waiters in arrival order across processes. Not available in this version: only `false` is accepted. */
+  fair?: boolean;
+}
+
+/** Per-call options of `acquire`, `tryAcquire` and `withLock`. */
+export interface AcquireOptions extends LockTimingOptions {
+  /** Cancels the wait (not a lock already held): the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Counting semaphore size. Not available in this version. */
+  permits?: number;
+  /** Read-write locks. Not available in this version. */
+  mode?: 'read' | 'exclusive';
+}
+
+export interface LockModuleOptions extends LockTimingOptions {
+  /** One Redis (URL, ioredis options, or an ioredis `Redis` / `Cluster` you own). */
+  redis?: RedisConnection;
+  /** Quorum over 3+ independent masters. Not available in this version. */
+  redlock?: RedisConnection[];
+  /** `'memory'`: in-process store. Not available in this version. */
+  store?: 'memory';
+  /** Prepended to every key and channel in Redis. Default `'lock:'`. */
+  prefix?: string;
+  /**
+   * Safety-net poll while waiting, for release messages that were missed (subscriber reconnecting)
+   * and leases that expired without a release. Waiters are normally woken by the release itself.
+   * Default 1 000.
+   */
+  pollInterval?: number;
+}
+
+/** Implement this on a class given to `forRootAsync({ useClass })` / `useExisting`. */
+export interface LockOptionsFactory {
+  createLockOptions(): LockModuleOptions | Promise<LockModuleOptions>;
+}

@@ -1,0 +1,73 @@
+import { driftAllowance } from './clock.js';
+import type { LockLostError } from './errors.js';
+import type { HeapItem } from './indexed-heap.js';
+
+export type LeaseState = 'held' | 'releasing' | 'released' | 'lost';
+
+/**
+ * What Redis holds for one successful acquisition: one owner token over one or more keys, renewed
+ * and released together. Internal; users see {@link Lock} handles, several of which may share a
+ * lease through reentrancy (counted by `refs`).
+ */
+export class Lease implements HeapItem {
+  state: LeaseState = 'held';
+  /** Handles still holding this lease; Redis is released when it drops to 0. */
+  refs = 1;
+  /** Lease length used by renewals; `extend(ttl)` changes it. */
+  ttl: number;
+  /** Monotonic ms until which Redis is known to hold the lease (from when the request was sent). */
+  expiresAt: number;
+  /** Monotonic ms at which the keeper should next renew. */
+  renewAt: number;
+  /** A renewal is in flight; its reply decides the lease's fate. */
+  renewing = false;
+  heapIndex = -1;
+  private confirmedSentAt: number;
+  /** The lease keeper's next look at this lease (renewal, expiry or maxHold), monotonic ms. */
+  nextEventAt = Number.POSITIVE_INFINITY;
+
+  private readonly controller = new AbortController();
+
+  constructor(
+    readonly keys: readonly string[],
+    readonly token: string,
+    /** Fencing token per key, in the order of `keys`. */
+    readonly fences: readonly number[],
+    ttl: number,
+    sentAt: number,
+    readonly autoExtend: boolean,
+    /** Monotonic ms after which renewal stops (maxHold), if any. */
+    readonly holdDeadline: number | undefined,
+    readonly maxHold: number | undefined,
+  ) {
+    this.ttl = ttl;
+    this.confirmedSentAt = sentAt;
+    this.expiresAt = sentAt + ttl - driftAllowance(ttl);
+    this.renewAt = sentAt + ttl / 3;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Records a confirmed renewal (or extend) that was sent at `sentAt`. */
+  renewed(sentAt: number, ttl: number): void {
+    // Redis applies renewals in the order they were sent, so the latest-sent confirmed one decides.
+    if (sentAt < this.confirmedSentAt) return;
+    this.confirmedSentAt = sentAt;
+    this.expiresAt = sentAt + ttl - driftAllowance(ttl);
+    this.renewAt = sentAt + ttl / 3;
+  }
+
+  /** Marks the lease lost and aborts its signal. Returns false when it was no longer held anyway. */
+  lose(reason: LockLostError): boolean {
+    if (this.state !== 'held') return false;
+    this.state = 'lost';
+    this.controller.abort(reason);
+    return true;
+  }
+
+  fenceOf(key: string): number {
+    return this.fences[this.keys.indexOf(key)];
+  }
+}

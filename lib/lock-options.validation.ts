@@ -1,0 +1,176 @@
+import { LockConfigError } from './errors.js';
+import type { AcquireOptions, LockModuleOptions, RedisConnection } from './interfaces/lock-options.interface.js';
+import { MESSAGES } from './lock.messages.js';
+
+export const DEFAULT_TTL = 30_000;
+export const DEFAULT_WAIT = 10_000;
+export const DEFAULT_PREFIX = 'lock:';
+export const DEFAULT_POLL_INTERVAL = 1_000;
+
+/** Module options after validation, with every default filled in. */
+export interface ResolvedModuleOptions {
+  redis: RedisConnection;
+  prefix: string;
+  ttl: number;
+  wait: number;
+  autoExtend: boolean;
+  maxHold: number | undefined;
+  pollInterval: number;
+}
+
+/** One call's settings: the module defaults overridden by what the call gave. */
+export interface ResolvedCallOptions {
+  ttl: number;
+  wait: number;
+  autoExtend: boolean;
+  maxHold: number | undefined;
+  signal: AbortSignal | undefined;
+}
+
+const MODULE_OPTION_NAMES = [
+  'redis',
+  'redlock',
+  'store',
+  'prefix',
+  'ttl',
+  'wait',
+  'autoExtend',
+  'maxHold',
+  'fair',
+  'pollInterval',
+] as const;
+
+const CALL_OPTION_NAMES = ['ttl', 'wait', 'autoExtend', 'maxHold', 'fair', 'signal', 'permits', 'mode'] as const;
+
+type ErrorFactory = (option: string, value: unknown, rule: string) => string;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Looks like an ioredis client (duck-typed: the user's ioredis copy may differ from ours). */
+export function isRedisClient(value: unknown): value is { duplicate: () => unknown } {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { defineCommand?: unknown }).defineCommand === 'function' &&
+    typeof (value as { duplicate?: unknown }).duplicate === 'function'
+  );
+}
+
+function positiveMs(option: string, value: unknown, message: ErrorFactory): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds greater than 0'));
+  }
+  // Redis takes whole milliseconds; rounding up never shortens what the user asked for.
+  return Math.ceil(value);
+}
+
+function nonNegativeMs(option: string, value: unknown, message: ErrorFactory): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds, 0 or more'));
+  }
+  return Math.ceil(value);
+}
+
+function bool(option: string, value: unknown, message: ErrorFactory): boolean {
+  if (typeof value !== 'boolean') throw new LockConfigError(message(option, value, 'expected true or false'));
+  return value;
+}
+
+function rejectUnknown(options: Record<string, unknown>, known: readonly string[], message: (o: string, k: readonly string[]) => string): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) throw new LockConfigError(message(name, known));
+  }
+}
+
+/** `fair: true` and friends are part of the contract but not built yet: refuse rather than ignore. */
+function rejectNotYet(options: Record<string, unknown>, message: ErrorFactory): void {
+  if (options.fair !== undefined && bool('fair', options.fair, message)) {
+    throw new LockConfigError(MESSAGES.configNotYet('fair', true));
+  }
+}
+
+function validateRedisConnection(value: unknown): RedisConnection {
+  if (typeof value === 'string') {
+    if (!/^rediss?:\/\//i.test(value)) {
+      throw new LockConfigError(MESSAGES.configOption('redis', value, 'expected a URL like redis://host:6379 (or rediss:// for TLS)'));
+    }
+    return value;
+  }
+  if (isRedisClient(value) || isPlainObject(value)) return value as RedisConnection;
+  throw new LockConfigError(
+    MESSAGES.configOption('redis', value, 'expected a redis:// URL, ioredis options, or an ioredis Redis/Cluster client'),
+  );
+}
+
+/** Validates LockModule options at bootstrap; every failure is a LockConfigError naming option and value. */
+export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
+  if (!isPlainObject(options)) {
+    throw new LockConfigError(MESSAGES.configOption('options', options, 'LockModule.forRoot expects an options object'));
+  }
+  if ('isGlobal' in options) throw new LockConfigError(MESSAGES.configIsGlobalInFactory);
+  rejectUnknown(options, MODULE_OPTION_NAMES, MESSAGES.configUnknownOption);
+
+  const backends = (['redis', 'redlock', 'store'] as const).filter((name) => options[name] !== undefined);
+  if (backends.length !== 1) throw new LockConfigError(MESSAGES.configBackends(backends));
+  if (options.redlock !== undefined) throw new LockConfigError(MESSAGES.configNotYet('redlock', options.redlock));
+  if (options.store !== undefined) {
+    if (options.store !== 'memory') {
+      throw new LockConfigError(MESSAGES.configOption('store', options.store, "the only store is 'memory'"));
+    }
+    throw new LockConfigError(MESSAGES.configNotYet('store', options.store));
+  }
+  rejectNotYet(options, MESSAGES.configOption);
+
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  if (typeof prefix !== 'string' || prefix.length === 0) {
+    throw new LockConfigError(
+      MESSAGES.configOption('prefix', prefix, 'expected a non-empty string, so lock keys never collide with your other keys'),
+    );
+  }
+  const defaults: LockModuleOptions = options;
+  return {
+    redis: validateRedisConnection(options.redis),
+    prefix,
+    ttl: defaults.ttl === undefined ? DEFAULT_TTL : positiveMs('ttl', defaults.ttl, MESSAGES.configOption),
+    wait: defaults.wait === undefined ? DEFAULT_WAIT : nonNegativeMs('wait', defaults.wait, MESSAGES.configOption),
+    autoExtend: defaults.autoExtend === undefined ? true : bool('autoExtend', defaults.autoExtend, MESSAGES.configOption),
+    maxHold: defaults.maxHold === undefined ? undefined : positiveMs('maxHold', defaults.maxHold, MESSAGES.configOption),
+    pollInterval:
+      defaults.pollInterval === undefined
+        ? DEFAULT_POLL_INTERVAL
+        : positiveMs('pollInterval', defaults.pollInterval, MESSAGES.configOption),
+  };
+}
+
+/** Validates one call's options and merges them over the module defaults. */
+export function resolveCallOptions(options: AcquireOptions | undefined, defaults: ResolvedModuleOptions): ResolvedCallOptions {
+  if (options === undefined) {
+    return { ttl: defaults.ttl, wait: defaults.wait, autoExtend: defaults.autoExtend, maxHold: defaults.maxHold, signal: undefined };
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new LockConfigError(MESSAGES.configCallOption('options', options, 'expected an options object'));
+  }
+  const given = options as Record<string, unknown>;
+  rejectUnknown(given, CALL_OPTION_NAMES, MESSAGES.configUnknownCallOption);
+  rejectNotYet(given, MESSAGES.configCallOption);
+  if (options.permits !== undefined) throw new LockConfigError(MESSAGES.configNotYet('permits', options.permits));
+  if (options.mode !== undefined && options.mode !== 'exclusive') {
+    if (options.mode === 'read') throw new LockConfigError(MESSAGES.configNotYet('mode', options.mode));
+    throw new LockConfigError(MESSAGES.configCallOption('mode', options.mode, "expected 'exclusive' or 'read'"));
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new LockConfigError(MESSAGES.configCallOption('signal', options.signal, 'expected an AbortSignal'));
+  }
+  return {
+    ttl: options.ttl === undefined ? defaults.ttl : positiveMs('ttl', options.ttl, MESSAGES.configCallOption),
+    wait: options.wait === undefined ? defaults.wait : nonNegativeMs('wait', options.wait, MESSAGES.configCallOption),
+    autoExtend:
+      options.autoExtend === undefined ? defaults.autoExtend : bool('autoExtend', options.autoExtend, MESSAGES.configCallOption),
+    maxHold: options.maxHold === undefined ? defaults.maxHold : positiveMs('maxHold', options.maxHold, MESSAGES.configCallOption),
+    signal: options.signal,
+  };
+}

@@ -1,0 +1,41 @@
+import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
+import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
+import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
+import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
+import { LockService } from './lock.service.js';
+import { RedisLockStore } from './stores/redis.store.js';
+
+export const {
+  ConfigurableModuleClass: ConfigurableLockModule,
+  MODULE_OPTIONS_TOKEN: LOCK_MODULE_OPTIONS,
+  OPTIONS_TYPE: LOCK_MODULE_OPTIONS_TYPE,
+  ASYNC_OPTIONS_TYPE: LOCK_MODULE_ASYNC_OPTIONS_TYPE,
+} = new ConfigurableModuleBuilder<LockModuleOptions>({ moduleName: 'Lock' })
+  .setClassMethodName('forRoot')
+  .setFactoryMethodName('createLockOptions')
+  .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  .build();
+
+/** Options of `LockModule.forRoot(...)`, including `isGlobal`. */
+export type LockModuleForRootOptions = typeof LOCK_MODULE_OPTIONS_TYPE;
+/** Options of `LockModule.forRootAsync(...)`: `useFactory` + `inject` + `imports`, `useClass` or `useExisting`, and `isGlobal`. */
+export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
+
+/**
+ * Distributed locks on Redis. `LockModule.forRoot({ redis: 'redis://localhost:6379' })` or
+ * `LockModule.forRootAsync({ ... })` provides an injectable `LockService`; options are validated at
+ * bootstrap (a `LockConfigError` names the option and the value).
+ */
+@Module({
+  providers: [
+    { provide: LOCK_OPTIONS, inject: [LOCK_MODULE_OPTIONS], useFactory: resolveModuleOptions },
+    {
+      provide: LOCK_STORE,
+      inject: [LOCK_OPTIONS],
+      useFactory: (options: ResolvedModuleOptions) => RedisLockStore.create(options.redis, options.prefix),
+    },
+    LockService,
+  ],
+  exports: [LockService],
+})
+export class LockModule extends ConfigurableLockModule {}

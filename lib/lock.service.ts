@@ -1,0 +1,312 @@
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { monotonicNow } from './clock.js';
+import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
+import type { AcquireOptions } from './interfaces/lock-options.interface.js';
+import { Lease } from './lease.js';
+import { LeaseKeeper, type LeaseLossReason } from './lease-keeper.js';
+import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
+import { assertValidKey, normalizeKeys } from './lock-keys.js';
+import { MESSAGES } from './lock.messages.js';
+import { resolveCallOptions, type ResolvedCallOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
+import { Lock, type LeaseOwner } from './lock.js';
+import { ReleaseWaiters, type Waiter } from './release-waiters.js';
+import type { AcquireOutcome, LockStore } from './stores/lock-store.js';
+import { withTimeout } from './with-timeout.js';
+
+/** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
+const MIN_CALL_TIMEOUT_MS = 1_000;
+/** Bound on a release: the lease expires by itself anyway, so shutdown must not hang on it. */
+const RELEASE_TIMEOUT_MS = 2_000;
+/** Pause before retrying an acquire that failed on a connection error, within the wait. */
+const RETRY_AFTER_ERROR_MS = 100;
+
+/** Keys held by the current async call chain, for reentrancy. */
+type HeldInChain = ReadonlyMap<string, Lease>;
+
+/**
+ * Acquires, waits for and releases distributed locks. Injected wherever `LockModule` is imported
+ * (or everywhere, with `isGlobal`).
+ */
+@Injectable()
+export class LockService implements OnApplicationShutdown, LeaseOwner {
+  private readonly logger = new Logger(LockService.name);
+  private readonly keeper: LeaseKeeper;
+  private readonly waiters = new ReleaseWaiters();
+  /** Reentrancy scope: one per service, so two apps in one process never share holds. */
+  private readonly chain = new AsyncLocalStorage<HeldInChain>();
+  /** Every lease not yet released in Redis (held or lost), for shutdown. */
+  private readonly leases = new Set<Lease>();
+  private listening = false;
+  private closed = false;
+
+  constructor(
+    @Inject(LOCK_OPTIONS) private readonly options: ResolvedModuleOptions,
+    @Inject(LOCK_STORE) private readonly store: LockStore,
+  ) {
+    this.keeper = new LeaseKeeper({
+      renew: (leases) => this.store.extend(leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl }))),
+      lost: (lease, reason) => this.loseLease(lease, reason),
+    });
+  }
+
+  /**
+   * Takes the lock on one key, or on several keys all or nothing. Waits up to `wait` for a busy
+   * lock, then rejects with `LockNotAcquiredError`. Release the returned lock when done.
+   */
+  async acquire(keys: string | readonly string[], options?: AcquireOptions): Promise<Lock> {
+    const taken = await this.take(keys, resolveCallOptions(options, this.options), false);
+    return (taken as { lock: Lock }).lock;
+  }
+
+  /** Like `acquire` but never waits: resolves `null` when any of the keys is busy. */
+  async tryAcquire(keys: string | readonly string[], options?: AcquireOptions): Promise<Lock | null> {
+    const call = resolveCallOptions(options, this.options);
+    const taken = await this.take(keys, { ...call, wait: 0 }, true);
+    return taken?.lock ?? null;
+  }
+
+  /**
+   * Runs `fn` while holding the lock and releases it afterwards, also when `fn` throws (the error is
+   * rethrown unchanged). Inside `fn`, taking the same keys again succeeds at once (reentrancy).
+   */
+  async withLock<T>(
+    keys: string | readonly string[],
+    fn: (lock: Lock) => T | Promise<T>,
+    options?: AcquireOptions,
+  ): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new LockConfigError(MESSAGES.configCallOption('fn', fn, 'withLock(keys, fn, options?) expects a callback'));
+    }
+    const { lock, leaseOfKey } = (await this.take(keys, resolveCallOptions(options, this.options), false)) as Taken;
+    try {
+      const scope = new Map(this.chain.getStore());
+      lock.keys.forEach((key, i) => scope.set(key, leaseOfKey[i]));
+      return await this.chain.run(scope, () => fn(lock));
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Whether any owner holds the key right now. */
+  async isLocked(key: string): Promise<boolean> {
+    assertValidKey(key);
+    this.assertOpen();
+    try {
+      return await withTimeout(this.store.isLocked(key), MIN_CALL_TIMEOUT_MS);
+    } catch (error) {
+      throw new LockUnavailableError(MESSAGES.unavailableIsLocked(key), { cause: error });
+    }
+  }
+
+  /** @internal Counters of the lease scheduler, for tests and benchmarks. */
+  get leaseStats(): LeaseKeeper['stats'] & { waiters: number; leases: number } {
+    return { ...this.keeper.stats, waiters: this.waiters.size, leases: this.leases.size };
+  }
+
+  /** Releases every lock still held, then closes the connections the module opened. */
+  async onApplicationShutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.waiters.wakeAll(); // each waiter re-checks, sees the service closed and rejects
+    this.keeper.drain();
+    const held = [...this.leases];
+    this.leases.clear();
+    await Promise.all(
+      held.map(async (lease) => {
+        lease.lose(new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostShutdown), lease.keys));
+        lease.state = 'released';
+        await withTimeout(this.store.release(lease.keys, lease.token), RELEASE_TIMEOUT_MS).catch((error: unknown) =>
+          this.logger.warn(`Could not release ${lease.keys.join(', ')} on shutdown (${String(error)}); it expires after its ttl`),
+        );
+      }),
+    );
+    await this.store.close();
+  }
+
+  /** @internal Part of LeaseOwner: a Lock handle let go of its reference. */
+  async unref(lease: Lease): Promise<void> {
+    lease.refs -= 1;
+    if (lease.refs > 0 || lease.state === 'releasing' || lease.state === 'released') return;
+    const wasHeld = lease.state === 'held';
+    if (wasHeld) lease.state = 'releasing';
+    this.keeper.forget(lease);
+    this.leases.delete(lease);
+    try {
+      // Also for a lost lease: compare-and-delete cannot touch another owner's key, and it tidies
+      // up keys of ours that Redis may still hold (e.g. a renewal reply that came too late).
+      await withTimeout(this.store.release(lease.keys, lease.token), RELEASE_TIMEOUT_MS);
+    } catch (error) {
+      if (wasHeld) {
+        this.logger.warn(
+          `Could not release ${lease.keys.map((k) => `"${k}"`).join(', ')} (${String(error)}); it expires after its ttl of ${lease.ttl} ms`,
+        );
+      }
+    } finally {
+      if (lease.state === 'releasing') lease.state = 'released';
+    }
+  }
+
+  /** @internal Part of LeaseOwner: `lock.extend(ttl)`. */
+  async extendLease(lease: Lease, ttl: number | undefined): Promise<void> {
+    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0)) {
+      throw new LockConfigError(MESSAGES.configCallOption('ttl', ttl, 'expected a finite number of milliseconds greater than 0'));
+    }
+    this.assertHeld(lease);
+    const newTtl = ttl === undefined ? lease.ttl : Math.ceil(ttl);
+    lease.ttl = newTtl;
+    const previousExpiry = lease.expiresAt;
+    const sentAt = monotonicNow();
+    let renewed: boolean | Error;
+    try {
+      [renewed] = await withTimeout(
+        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl }]),
+        Math.max(previousExpiry - sentAt, MIN_CALL_TIMEOUT_MS),
+      );
+    } catch (error) {
+      renewed = error instanceof Error ? error : new Error(String(error));
+    }
+    this.assertHeld(lease);
+    if (renewed instanceof Error) {
+      throw new LockUnavailableError(MESSAGES.unavailable(lease.keys, 'extend'), { cause: renewed });
+    }
+    if (!renewed || monotonicNow() >= previousExpiry) {
+      this.keeper.forget(lease);
+      this.loseLease(lease, renewed ? 'unreachable' : 'owner');
+      this.assertHeld(lease);
+    }
+    lease.renewed(sentAt, newTtl);
+    this.keeper.schedule(lease);
+  }
+
+  private async take(keysArg: unknown, call: ResolvedCallOptions, orNull: boolean): Promise<Taken | null> {
+    const keys = normalizeKeys(keysArg);
+    this.assertOpen();
+    // Reentrancy: keys this call chain already holds are shared, not taken again.
+    const held = this.chain.getStore();
+    const reentered = keys.map((key) => {
+      const lease = held?.get(key);
+      return lease?.state === 'held' ? lease : undefined;
+    });
+    const missing = keys.filter((_, i) => reentered[i] === undefined);
+    let own: Lease | undefined;
+    if (missing.length > 0) {
+      const lease = await this.acquireLease(missing, call, orNull);
+      if (lease === null) return null;
+      own = lease;
+    }
+    const leaseOfKey = keys.map((_, i) => reentered[i] ?? (own as Lease));
+    for (const lease of new Set(reentered)) if (lease) lease.refs += 1;
+    return { lock: new Lock(keys, leaseOfKey, own, this), leaseOfKey };
+  }
+
+  /** One acquisition in Redis, waiting (by release notification, with a slow poll as safety net). */
+  private async acquireLease(keys: string[], call: ResolvedCallOptions, orNull: boolean): Promise<Lease | null> {
+    const token = randomBytes(16).toString('hex');
+    const start = monotonicNow();
+    const deadline = start + call.wait;
+    let waiter: Waiter | undefined;
+    let busyKey: string | undefined;
+    try {
+      for (;;) {
+        if (call.signal?.aborted) throw call.signal.reason;
+        this.assertOpen();
+        waiter?.consumeWake();
+        const sentAt = monotonicNow();
+        let outcome: AcquireOutcome | undefined;
+        let failure: unknown;
+        try {
+          outcome = await withTimeout(this.store.acquire(keys, token, call.ttl), Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
+        } catch (error) {
+          failure = error;
+          // The attempt may still run after we gave up on it: queue a release behind it.
+          this.releaseQuietly(keys, token);
+        }
+        if (outcome?.acquired) return this.holdLease(keys, token, outcome.fences, call, sentAt);
+
+        const now = monotonicNow();
+        if (now >= deadline) {
+          if (outcome === undefined) {
+            throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: failure });
+          }
+          if (orNull) return null;
+          const waitedMs = Math.round(now - start);
+          throw new LockNotAcquiredError(MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait), keys, waitedMs);
+        }
+        let pause = RETRY_AFTER_ERROR_MS;
+        if (outcome) {
+          busyKey = outcome.busyKey;
+          if (waiter) waiter.moveTo(busyKey);
+          else waiter = this.waiters.enqueue(busyKey);
+          // Subscribed just now: a release before that was not heard, so look again at once.
+          if (!this.listening && (await this.startListening(Math.min(deadline, now + this.options.pollInterval)))) continue;
+          if (this.waiters.releasedSince(busyKey, sentAt)) continue;
+          pause = this.options.pollInterval * (0.75 + Math.random() * 0.5);
+          // A lease that runs out without a release announces nothing: look again when it should have.
+          if (outcome.busyForMs >= 0) pause = Math.min(pause, outcome.busyForMs + 1);
+        }
+        waiter ??= this.waiters.enqueue(busyKey ?? keys[0]);
+        const woke = await waiter.sleep(Math.min(pause, deadline - now), call.signal);
+        if (woke === 'aborted') throw (call.signal as AbortSignal).reason;
+      }
+    } finally {
+      waiter?.dispose();
+    }
+  }
+
+  private holdLease(keys: string[], token: string, fences: number[], call: ResolvedCallOptions, sentAt: number): Lease {
+    if (this.closed) {
+      this.releaseQuietly(keys, token);
+      throw new LockUnavailableError(MESSAGES.shutDown);
+    }
+    const holdDeadline = call.maxHold === undefined ? undefined : sentAt + call.maxHold;
+    const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
+    this.leases.add(lease);
+    this.keeper.schedule(lease);
+    return lease;
+  }
+
+  private startListening(until: number): Promise<boolean> {
+    const listening = this.store.listenForReleases(this.waiters.onRelease).then(() => {
+      this.listening = true;
+    });
+    return withTimeout(listening, Math.max(0, until - monotonicNow())).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** The lease can no longer be guaranteed: abort its signal and say so, once. */
+  private loseLease(lease: Lease, reason: LeaseLossReason): void {
+    const why = {
+      owner: MESSAGES.lostOwner,
+      unreachable: MESSAGES.lostUnreachable(lease.ttl),
+      expired: MESSAGES.lostExpired(lease.ttl),
+      maxHold: MESSAGES.lostMaxHold(lease.maxHold ?? 0),
+    }[reason];
+    const error = new LockLostError(MESSAGES.lost(lease.keys, why), lease.keys);
+    // The key is not deleted here: the holder may still be running, so it keeps whatever is left of
+    // its lease, and releasing the handle tidies up.
+    if (lease.lose(error)) this.logger.warn(error.message);
+  }
+
+  private assertHeld(lease: Lease): void {
+    if (lease.state === 'held') return;
+    const reason: unknown = lease.signal.reason;
+    throw reason instanceof LockLostError ? reason : new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostReleased), lease.keys);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LockUnavailableError(MESSAGES.shutDown);
+  }
+
+  private releaseQuietly(keys: readonly string[], token: string): void {
+    this.store.release(keys, token).catch(() => undefined);
+  }
+}
+
+interface Taken {
+  lock: Lock;
+  leaseOfKey: Lease[];
+}
