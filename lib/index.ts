@@ -1,6 +1,8 @@
 export { LockModule, type LockModuleAsyncOptions, type LockModuleForRootOptions } from './lock.module.js';
 export { LockService } from './lock.service.js';
 export { Lock } from './lock.js';
+export { WithLock, type WithLockOptions } from './decorators/with-lock.decorator.js';
+export type { KeyTemplate } from './key-template.js';
 export type {
   AcquireOptions,
   LockModuleOptions,

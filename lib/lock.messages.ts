@@ -59,6 +59,17 @@ export const MESSAGES = {
   configUnknownCallOption: (option: string, known: readonly string[]) =>
     `Unknown lock option "${option}"; known options are: ${known.join(', ')}`,
 
+  decoratorNotMethod: (where: string) => `@WithLock can only decorate methods, but ${where} is not a function`,
+  decoratorOnBusy: (where: string, value: unknown) =>
+    `Invalid @WithLock option "onBusy" on ${where}: ${describeValue(value)}; expected 'throw' or 'skip'`,
+  decoratorUnbound: (where: string) =>
+    `@WithLock on ${where} has no LockService: import LockModule.forRoot(...) or LockModule.forRootAsync(...) in your application's root module. ` +
+    '@WithLock works on controllers and singleton providers that Nest created (not request-scoped, transient or hand-made instances), once the app has initialised',
+  decoratorSkipped: (where: string, keys: readonly string[]) =>
+    `@WithLock skipped ${where}: ${describeKeys(keys).toLowerCase()} busy (onBusy: 'skip')`,
+  decoratorUndeclaredObservable: (where: string) =>
+    `@WithLock on ${where} returned an Observable, but the method's return type is not declared as Observable, ` +
+    'so the lock could not be held for its lifetime; declare the return type (e.g. `: Observable<T>`) and the lock is taken on subscribe',
   unavailable: (keys: readonly string[], action: string) =>
     `Redis could not be reached in time to ${action} ${describeKeys(keys).toLowerCase()}; check the connection`,
   unavailableIsLocked: (key: string) => `Redis could not be reached in time to check lock "${key}"; check the connection`,

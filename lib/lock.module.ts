@@ -1,9 +1,11 @@
 import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { LockService } from './lock.service.js';
 import { RedisLockStore } from './stores/redis.store.js';
+import { WithLockExplorer } from './with-lock.explorer.js';
 
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
@@ -27,6 +29,7 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
  * bootstrap (a `LockConfigError` names the option and the value).
  */
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     { provide: LOCK_OPTIONS, inject: [LOCK_MODULE_OPTIONS], useFactory: resolveModuleOptions },
     {
@@ -35,6 +38,7 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
       useFactory: (options: ResolvedModuleOptions) => RedisLockStore.create(options.redis, options.prefix),
     },
     LockService,
+    WithLockExplorer,
   ],
   exports: [LockService],
 })

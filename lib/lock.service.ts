@@ -79,14 +79,24 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (typeof fn !== 'function') {
       throw new LockConfigError(MESSAGES.configCallOption('fn', fn, 'withLock(keys, fn, options?) expects a callback'));
     }
-    const { lock, leaseOfKey } = (await this.take(keys, resolveCallOptions(options, this.options), false)) as Taken;
+    const held = (await this.hold(keys, options, false)) as HeldScope;
     try {
-      const scope = new Map(this.chain.getStore());
-      lock.keys.forEach((key, i) => scope.set(key, leaseOfKey[i]));
-      return await this.chain.run(scope, () => fn(lock));
+      return await held.run(() => fn(held.lock));
     } finally {
-      await lock.release();
+      await held.lock.release();
     }
+  }
+
+  /**
+   * @internal For `@WithLock`: takes the lock and returns a way to run code inside its reentrancy
+   * scope; `null` (instead of LockNotAcquiredError) when `orNull` and the keys stayed busy.
+   */
+  async hold(keys: unknown, options: AcquireOptions | undefined, orNull: boolean): Promise<HeldScope | null> {
+    const taken = await this.take(keys, resolveCallOptions(options, this.options), orNull);
+    if (taken === null) return null;
+    const scope = new Map(this.chain.getStore());
+    taken.lock.keys.forEach((key, i) => scope.set(key, taken.leaseOfKey[i]));
+    return { lock: taken.lock, run: (fn) => this.chain.run(scope, fn) };
   }
 
   /** Whether any owner holds the key right now. */
@@ -304,6 +314,12 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private releaseQuietly(keys: readonly string[], token: string): void {
     this.store.release(keys, token).catch(() => undefined);
   }
+}
+
+/** A lock just taken, and a way to run code inside its reentrancy scope. */
+export interface HeldScope {
+  lock: Lock;
+  run<T>(fn: () => T): T;
 }
 
 interface Taken {
