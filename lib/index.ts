@@ -1,6 +1,7 @@
 export { LockModule, type LockModuleAsyncOptions, type LockModuleForRootOptions } from './lock.module.js';
 export { LockService } from './lock.service.js';
 export { Lock } from './lock.js';
+export { currentLock } from './current-lock.js';
 export { WithLock, type WithLockOptions } from './decorators/with-lock.decorator.js';
 export type { KeyTemplate } from './key-template.js';
 export type {

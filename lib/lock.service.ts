@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { monotonicNow } from './clock.js';
+import { runWithCurrentLock } from './current-lock.js';
 import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
@@ -96,7 +97,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (taken === null) return null;
     const scope = new Map(this.chain.getStore());
     taken.lock.keys.forEach((key, i) => scope.set(key, taken.leaseOfKey[i]));
-    return { lock: taken.lock, run: (fn) => this.chain.run(scope, fn) };
+    return { lock: taken.lock, run: (fn) => this.chain.run(scope, () => runWithCurrentLock(taken.lock, fn)) };
   }
 
   /** Whether any owner holds the key right now. */

@@ -1,17 +1,432 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import util from 'node:util';
+import { Redis } from 'ioredis';
+import { Lock, LockLostError } from '../lib/index.js';
+import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
+import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The real Node `process`: under Jest the global one is a per-file sandbox copy on which
+ * 'unhandledRejection' / 'uncaughtException' never fire (same trick as test/support/redis-server.ts).
+ */
 function hostProcess(): NodeJS.Process {
   const HostFunction = util.inspect.constructor as FunctionConstructor;
-  return new HostFunction('return process')() as NodeJS.Process;
+  const candidate = new HostFunction('return process')() as NodeJS.Process | undefined;
+  return candidate && typeof candidate.on === 'function' ? candidate : process;
 }
-it('probe', async () => {
+
+/** Records every unhandled rejection and uncaught exception until `stop()`. */
+function watchProcessFailures(): { unhandledRejections: unknown[]; uncaughtExceptions: unknown[]; stop(): void } {
   const host = hostProcess();
-  console.log('same?', host === process, 'sandbox listeners', process.listenerCount('unhandledRejection'), 'host', host.listenerCount('unhandledRejection'));
-  const seenHost: unknown[] = []; const seenSandbox: unknown[] = [];
-  const h = (r: unknown) => seenHost.push(r); const s = (r: unknown) => seenSandbox.push(r);
-  host.on('unhandledRejection', h); process.on('unhandledRejection', s);
-  void Promise.reject(new Error('x'));
-  await new Promise((r) => setTimeout(r, 100));
-  host.off('unhandledRejection', h); process.off('unhandledRejection', s);
-  console.log('host', seenHost.length, 'sandbox', seenSandbox.length);
-  console.log(typeof import.meta.url, import.meta.url);
+  const unhandledRejections: unknown[] = [];
+  const uncaughtExceptions: unknown[] = [];
+  const onRejection = (reason: unknown): void => void unhandledRejections.push(reason);
+  const onException = (error: unknown): void => void uncaughtExceptions.push(error);
+  host.on('unhandledRejection', onRejection);
+  host.on('uncaughtException', onException);
+  return {
+    unhandledRejections,
+    uncaughtExceptions,
+    stop() {
+      host.off('unhandledRejection', onRejection);
+      host.off('uncaughtException', onException);
+    },
+  };
+}
+
+/** Lets any rejection left without a handler surface (Node reports them after the microtask queue drains). */
+async function settleRejections(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    await delay(20);
+  }
+}
+
+describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
+  let server: RedisServer;
+  let appA: LockApp;
+  let appB: LockApp;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    redis = server.client();
+    appA = await startLockApp({ redis: server.url, wait: 0 });
+    appB = await startLockApp({ redis: server.url, wait: 0 });
+  });
+
+  afterAll(async () => {
+    await appA?.close();
+    await appB?.close();
+    await redis?.quit();
+    await stopAllRedisServers();
+  });
+
+  /** A LockService of its own, so its leaseStats count only what the test does. */
+  async function withFreshApp<T>(fn: (app: LockApp) => Promise<T>, options: Record<string, unknown> = {}): Promise<T> {
+    const app = await startLockApp({ redis: server.url, wait: 0, ...options });
+    try {
+      return await fn(app);
+    } finally {
+      await app.close();
+    }
+  }
+
+  it('keeps the lock through a withLock callback running 5x the ttl (ttl 300, ~1500 ms)', async () => {
+    const key = 'lease:long';
+    const renewalsBefore = appA.locks.leaseStats.renewalsSent;
+    const stolen: Array<Lock | null> = [];
+    const wrongOwner: Array<string | null> = [];
+    let checks = 0;
+    let abortedWhileHeld: unknown;
+
+    const token = await appA.locks.withLock(
+      key,
+      async (lock) => {
+        lock.signal.addEventListener('abort', () => (abortedWhileHeld = lock.signal.reason), { once: true });
+        const until = Date.now() + 1_500;
+        while (Date.now() < until) {
+          const other = await appB.locks.tryAcquire(key);
+          if (other !== null) {
+            stolen.push(other);
+            await other.release();
+          }
+          const owner = await redis.get(`lock:{${key}}`);
+          if (owner !== lock.token) wrongOwner.push(owner);
+          checks += 1;
+          await delay(25);
+        }
+        expect(lock.signal.aborted).toBe(false);
+        return lock.token;
+      },
+      { ttl: 300 },
+    );
+
+    expect(stolen).toEqual([]);
+    expect(wrongOwner).toEqual([]);
+    expect(abortedWhileHeld).toBeUndefined();
+    expect(checks).toBeGreaterThanOrEqual(3);
+    // 1500 ms with a 300 ms lease cannot have been held without renewing.
+    expect(appA.locks.leaseStats.renewalsSent - renewalsBefore).toBeGreaterThanOrEqual(3);
+    // Free right after withLock returns.
+    expect(await redis.get(`lock:{${key}}`)).toBeNull();
+    expect(token).toMatch(/^[0-9a-f]{32}$/);
+    expect(await appB.locks.isLocked(key)).toBe(false);
+  });
+
+  it('stops renewing once released: nothing scheduled, no timer, renewalsSent stays put', async () => {
+    await withFreshApp(async (app) => {
+      const lock = await app.locks.acquire('lease:stop', { ttl: 300 });
+      expect(app.locks.leaseStats).toMatchObject({ scheduled: 1, timers: 1 });
+      await eventually(() => app.locks.leaseStats.renewalsSent >= 2, 20_000, 'two renewals');
+      await lock.release();
+
+      const afterRelease = app.locks.leaseStats;
+      expect(afterRelease.scheduled).toBe(0);
+      expect(afterRelease.timers).toBe(0);
+      // Observe across three ttls: a forgotten lease would have been renewed at least once by now.
+      await delay(900);
+      const later = app.locks.leaseStats;
+      expect(later.renewalsSent).toBe(afterRelease.renewalsSent);
+      expect(later.renewalBatches).toBe(afterRelease.renewalBatches);
+      expect(later.scheduled).toBe(0);
+      expect(later.timers).toBe(0);
+      expect(lock.signal.aborted).toBe(false);
+      expect(await redis.exists('lock:{lease:stop}')).toBe(0);
+    });
+  });
+
+  it('aborts the signal with LockLostError no later than the proven lease when Redis stops mid-hold', async () => {
+    const down = await RedisServer.start();
+    const app = await startLockApp({ redis: down.url, wait: 0 });
+    try {
+      const lock = await app.locks.acquire('lease:down', { ttl: 1_000 });
+      let abortAt: number | undefined;
+      lock.signal.addEventListener('abort', () => (abortAt = Date.now()), { once: true });
+      // Lose a lease that is being renewed, not a fresh one.
+      await eventually(() => app.locks.leaseStats.renewalsSent >= 1, 20_000, 'a first renewal');
+
+      const expiresBeforeStop = lock.expiresAt;
+      await down.stop();
+      // A renewal confirmed while the server was shutting down legitimately extends the proven lease;
+      // once the process is gone nothing can be confirmed any more, so this is the last proven expiry.
+      const provenUntil = Math.max(expiresBeforeStop, lock.expiresAt);
+
+      const reason = await aborted(lock.signal);
+      expect(reason).toBeInstanceOf(LockLostError);
+      expect((reason as LockLostError).keys).toEqual(['lease:down']);
+      expect(abortAt).toBeDefined();
+      // Safety, not speed: never go on believing a lease that could not be proven.
+      expect(abortAt as number).toBeLessThanOrEqual(provenUntil + 100);
+
+      await down.restart();
+      await expect(lock.release()).resolves.toBeUndefined();
+    } finally {
+      await app.close();
+      await down.stop();
+    }
+  });
+
+  it('aborts at the next renewal when the key is deleted behind its back; extend rejects, release is quiet', async () => {
+    const key = 'lease:deleted';
+    const lock = await appA.locks.acquire(key, { ttl: 600 });
+    const renewalsBefore = appA.locks.leaseStats.renewalsSent;
+    expect(await redis.del(`lock:{${key}}`)).toBe(1);
+
+    const reason = await aborted(lock.signal);
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect((reason as LockLostError).message).toContain(`"${key}"`);
+    expect((reason as LockLostError).keys).toEqual([key]);
+    expect(appA.locks.leaseStats.renewalsSent).toBeGreaterThan(renewalsBefore);
+
+    // Someone else takes the free key; the lost holder must not disturb them.
+    const next = await appB.locks.acquire(key);
+    await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
+    await expect(lock.extend(5_000)).rejects.toBeInstanceOf(LockLostError);
+    await expect(lock.release()).resolves.toBeUndefined();
+    expect(await redis.get(`lock:{${key}}`)).toBe(next.token);
+    await next.release();
+  });
+
+  it('lets the key be taken after its ttl when the holder process is killed with SIGKILL', async () => {
+    const key = 'lease:killed';
+    const lockKey = `lock:{${key}}`;
+    const token = randomBytes(16).toString('hex');
+    const fixture = fileURLToPath(new URL('./fixtures/raw-lock-holder.mjs', import.meta.url));
+    const events: string[] = [];
+    let stderr = '';
+    const child: ChildProcess = spawn(process.execPath, [fixture, String(server.port), lockKey, token, '600'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },
+    });
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
+      child.once('exit', (code, signal) => resolve(signal ?? code)),
+    );
+    let buffered = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) events.push((JSON.parse(line) as { event: string }).event);
+    });
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const count = (event: string): number => events.filter((e) => e === event).length;
+
+    try {
+      await eventually(() => count('held') === 1 || count('busy') > 0 || child.exitCode !== null, 20_000, 'the child to take the lock');
+      expect({ events, stderr }).toEqual({ events: ['held'], stderr: '' });
+
+      // While the child holds and renews it (across more than one ttl), the key is not ours.
+      const refusals: Array<Lock | null> = [];
+      while (count('renewed') < 4) {
+        if (child.exitCode !== null) throw new Error(`holder exited early: ${events.join(',')} ${stderr}`);
+        refusals.push(await appA.locks.tryAcquire(key));
+        await delay(50);
+      }
+      expect(refusals.length).toBeGreaterThan(0);
+      expect(refusals.every((r) => r === null)).toBe(true);
+      expect(await redis.get(lockKey)).toBe(token);
+      expect(count('lost')).toBe(0);
+
+      child.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+
+      // Nobody releases it: only its ttl frees it.
+      const lock = await appA.locks.acquire(key, { wait: 10_000 });
+      expect(await redis.get(lockKey)).toBe(lock.token);
+      expect(lock.token).not.toBe(token);
+      await lock.release();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+  });
+
+  it('aborts with LockLostError naming maxHold, stops renewing, and the key frees after its ttl without a release', async () => {
+    const key = 'lease:maxhold';
+    await withFreshApp(async (app) => {
+      const lock = await app.locks.acquire(key, { ttl: 300, maxHold: 900 });
+      const reason = await aborted(lock.signal);
+      expect(reason).toBeInstanceOf(LockLostError);
+      expect((reason as LockLostError).message).toContain('maxHold');
+      expect((reason as LockLostError).message).toContain(`"${key}"`);
+
+      const stats = app.locks.leaseStats;
+      // It was kept by renewal until maxHold (900 ms with a 300 ms lease)...
+      expect(stats.renewalsSent).toBeGreaterThanOrEqual(1);
+      // ...and renewal has stopped.
+      expect(stats.scheduled).toBe(0);
+      expect(stats.timers).toBe(0);
+
+      const next = await appB.locks.acquire(key, { wait: 10_000 });
+      expect(lock.isReleased).toBe(false);
+      expect(app.locks.leaseStats.renewalsSent).toBe(stats.renewalsSent);
+      expect(next.fence).toBeGreaterThan(lock.fence);
+
+      await lock.release();
+      expect(await redis.get(`lock:{${key}}`)).toBe(next.token);
+      await next.release();
+    });
+  });
+
+  it('survives releases racing in-flight renewals (200 rounds, ttl 30): no abort, no throw, no unhandled rejection', async () => {
+    const key = 'lease:race';
+    const failures = watchProcessFailures();
+    const aborts: unknown[] = [];
+    const releaseErrors: unknown[] = [];
+    const renewalsBefore = appA.locks.leaseStats.renewalsSent;
+    try {
+      for (let i = 0; i < 200; i++) {
+        const lock = await appA.locks.acquire(key, { ttl: 30, wait: 5_000 });
+        lock.signal.addEventListener('abort', () => aborts.push(lock.signal.reason), { once: true });
+        await delay(Math.random() * 15);
+        try {
+          await lock.release();
+        } catch (error) {
+          releaseErrors.push(error);
+        }
+      }
+      await settleRejections();
+    } finally {
+      failures.stop();
+    }
+    expect(aborts).toEqual([]);
+    expect(releaseErrors).toEqual([]);
+    expect(failures.unhandledRejections).toEqual([]);
+    expect(failures.uncaughtExceptions).toEqual([]);
+    // The race was actually run: some releases came after a renewal had gone out.
+    expect(appA.locks.leaseStats.renewalsSent).toBeGreaterThan(renewalsBefore);
+    expect(await redis.exists(`lock:{${key}}`)).toBe(0);
+  });
+
+  it('reports an event loop blocked past the ttl as a lost lock and never silently re-takes the key', async () => {
+    const key = 'lease:blocked';
+    const lockKey = `lock:{${key}}`;
+    await withFreshApp(async (app) => {
+      const lock = await app.locks.acquire(key, { ttl: 300, autoExtend: true });
+      await eventually(() => app.locks.leaseStats.renewalsSent >= 1, 20_000, 'a first renewal');
+
+      const until = Date.now() + 600; // 2x ttl
+      while (Date.now() < until) {
+        // busy: no timer, no I/O callback can run
+      }
+
+      const reason = await aborted(lock.signal);
+      expect(reason).toBeInstanceOf(LockLostError);
+      expect(await redis.get(lockKey)).not.toBe(lock.token);
+      // Not later either: nothing of it is scheduled, and the key never comes back to our token.
+      await delay(600);
+      expect(app.locks.leaseStats.scheduled).toBe(0);
+      expect(await redis.get(lockKey)).not.toBe(lock.token);
+      // The key is free for anyone (Redis expired it during the block).
+      const other = await appB.locks.tryAcquire(key);
+      expect(other).not.toBeNull();
+      await lock.release();
+      expect(await redis.get(lockKey)).toBe(other?.token);
+      await other?.release();
+    });
+  });
+
+  it('holds 10,000 auto-renewed locks with one scheduler timer and batched renewals', async () => {
+    const total = 10_000;
+    const batchSize = 500;
+    await withFreshApp(async (app) => {
+      const locks: Lock[] = [];
+      try {
+        for (let start = 0; start < total; start += batchSize) {
+          const batch = await Promise.all(
+            Array.from({ length: batchSize }, (_, i) => app.locks.tryAcquire(`many:${start + i}`, { ttl: 3_000 })),
+          );
+          for (const lock of batch) if (lock) locks.push(lock);
+          expect(batch.every((lock) => lock !== null)).toBe(true);
+        }
+        expect(locks).toHaveLength(total);
+        expect(app.locks.leaseStats).toMatchObject({ scheduled: total, timers: 1 });
+        const firstExpiry = locks.map((lock) => lock.expiresAt);
+
+        // One full renewal round: every lease's proven expiry moved forward.
+        await eventually(
+          () => locks.every((lock, i) => lock.expiresAt > firstExpiry[i] + 500),
+          60_000,
+          'every lease to be renewed once',
+        );
+        const stats = app.locks.leaseStats;
+        expect(stats.renewalsSent).toBeGreaterThanOrEqual(total);
+        expect(stats.renewalBatches).toBeLessThan(stats.renewalsSent / 10);
+        expect(stats.scheduled).toBe(total);
+        expect(stats.timers).toBe(1);
+        expect(locks.filter((lock) => lock.signal.aborted)).toHaveLength(0);
+        for (const i of [0, 1, 499, 500, 4_321, 7_777, total - 1]) {
+          expect(await redis.get(`lock:{many:${i}}`)).toBe(locks[i].token);
+        }
+      } finally {
+        for (let start = 0; start < locks.length; start += batchSize) {
+          await Promise.all(locks.slice(start, start + batchSize).map((lock) => lock.release()));
+        }
+      }
+      expect(app.locks.leaseStats).toMatchObject({ scheduled: 0, timers: 0 });
+      expect(await redis.exists('lock:{many:0}', `lock:{many:${total - 1}}`)).toBe(0);
+    });
+  }, 180_000);
+
+  it('extend(ttl) renews now (and later renewals keep the new ttl); it rejects with LockLostError after release', async () => {
+    const key = 'lease:extend';
+    const lockKey = `lock:{${key}}`;
+    const lock = await appA.locks.acquire(key, { ttl: 1_000, autoExtend: false });
+    try {
+      expect(await redis.pttl(lockKey)).toBeLessThanOrEqual(1_000);
+      const before = lock.expiresAt;
+      await lock.extend(10_000);
+      expect(await redis.pttl(lockKey)).toBeGreaterThan(1_000);
+      expect(lock.expiresAt).toBeGreaterThan(before + 1_000);
+      // Past the original 1000 ms lease, it is still held: the new expiry is the one watched.
+      await delay(1_500);
+      expect(lock.signal.aborted).toBe(false);
+      expect(await redis.get(lockKey)).toBe(lock.token);
+      await expect(lock.extend()).resolves.toBeUndefined();
+      expect(await redis.pttl(lockKey)).toBeGreaterThan(1_000);
+    } finally {
+      await lock.release();
+    }
+    await expect(lock.extend(10_000)).rejects.toBeInstanceOf(LockLostError);
+    await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
+    expect(await redis.exists(lockKey)).toBe(0);
+  });
+
+  it('never crashes the process when renewals fail: killed server, lost lock, no unhandled rejection', async () => {
+    const failures = watchProcessFailures();
+    const doomed = await RedisServer.start();
+    const app = await startLockApp({
+      redis: { host: doomed.host, port: doomed.port, maxRetriesPerRequest: 1 },
+      wait: 0,
+    });
+    let closed = false;
+    try {
+      const lock = await app.locks.acquire('lease:crash', { ttl: 1_000 });
+      await eventually(() => app.locks.leaseStats.renewalsSent >= 1, 20_000, 'a first renewal');
+      const renewalsAtKill = app.locks.leaseStats.renewalsSent;
+      await doomed.kill();
+
+      expect(await aborted(lock.signal)).toBeInstanceOf(LockLostError);
+      // Renewals were attempted against the dead server and failed.
+      expect(app.locks.leaseStats.renewalsSent).toBeGreaterThan(renewalsAtKill);
+      await expect(lock.release()).resolves.toBeUndefined();
+      // Shutting down with Redis still gone flushes whatever ioredis still had queued.
+      await app.close();
+      closed = true;
+      await settleRejections();
+    } finally {
+      failures.stop();
+      if (!closed) await app.close();
+      await doomed.stop();
+    }
+    expect(failures.unhandledRejections).toEqual([]);
+    expect(failures.uncaughtExceptions).toEqual([]);
+  });
 });

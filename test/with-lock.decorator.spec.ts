@@ -5,7 +5,7 @@ import { MessagePattern } from '@nestjs/microservices';
 import { Cron, ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { Redis } from 'ioredis';
 import { Observable, Subject } from 'rxjs';
-import { LockConfigError, LockKeyError, LockModule, LockService, WithLock } from '../lib/index.js';
+import { currentLock, LockConfigError, LockKeyError, LockModule, LockService, WithLock } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually } from './support/lock-app.js';
 
@@ -103,6 +103,12 @@ class Billing {
   stream(id: string, source: Subject<number>): Observable<number> {
     this.calls.push(`stream:${id}`);
     return source.asObservable();
+  }
+
+  @WithLock('report:<id>', { ttl: 5_000 })
+  async report(id: string): Promise<{ keys: readonly string[]; fence: number; aborted: boolean } | undefined> {
+    const lock = currentLock();
+    return lock && { keys: lock.keys, fence: lock.fence, aborted: lock.signal.aborted };
   }
 
   @WithLock('counter')
@@ -212,6 +218,13 @@ describe('@WithLock', () => {
     it('resolves positional placeholders, keeps `this`, and frees the key afterwards', async () => {
       expect(await billing.close('inv-1')).toBe('billing closed inv-1 locked=true');
       expect(await redis.exists('lock:{invoice:inv-1}')).toBe(0);
+    });
+
+    it('gives the method its lock through currentLock(), and nothing outside', async () => {
+      const seen = await billing.report('r1');
+      expect(seen).toMatchObject({ keys: ['report:r1'], aborted: false });
+      expect(seen?.fence).toBeGreaterThan(0);
+      expect(currentLock()).toBeUndefined();
     });
 
     it('resolves a path into an argument', async () => {
