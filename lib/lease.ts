@@ -22,6 +22,8 @@ export class Lease implements HeapItem {
   /** A renewal is in flight; its reply decides the lease's fate. */
   renewing = false;
   heapIndex = -1;
+  /** Taken in fair mode: its release hands the key to the next queued waiter. */
+  fair = false;
   private confirmedSentAt: number;
   /** The lease keeper's next look at this lease (renewal, expiry or maxHold), monotonic ms. */
   nextEventAt = Number.POSITIVE_INFINITY;

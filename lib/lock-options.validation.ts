@@ -15,6 +15,7 @@ export interface ResolvedModuleOptions {
   wait: number;
   autoExtend: boolean;
   maxHold: number | undefined;
+  fair: boolean;
   pollInterval: number;
 }
 
@@ -24,6 +25,7 @@ export interface ResolvedCallOptions {
   wait: number;
   autoExtend: boolean;
   maxHold: number | undefined;
+  fair: boolean;
   signal: AbortSignal | undefined;
 }
 
@@ -86,12 +88,6 @@ function rejectUnknown(options: Record<string, unknown>, known: readonly string[
   }
 }
 
-/** `fair: true` and friends are part of the contract but not built yet: refuse rather than ignore. */
-function rejectNotYet(options: Record<string, unknown>, message: ErrorFactory): void {
-  if (options.fair !== undefined && bool('fair', options.fair, message)) {
-    throw new LockConfigError(MESSAGES.configNotYet('fair', true));
-  }
-}
 
 function validateRedisConnection(value: unknown): RedisConnection {
   if (typeof value === 'string') {
@@ -123,7 +119,6 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     }
     throw new LockConfigError(MESSAGES.configNotYet('store', options.store));
   }
-  rejectNotYet(options, MESSAGES.configOption);
 
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   if (typeof prefix !== 'string' || prefix.length === 0) {
@@ -139,6 +134,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     wait: defaults.wait === undefined ? DEFAULT_WAIT : nonNegativeMs('wait', defaults.wait, MESSAGES.configOption),
     autoExtend: defaults.autoExtend === undefined ? true : bool('autoExtend', defaults.autoExtend, MESSAGES.configOption),
     maxHold: defaults.maxHold === undefined ? undefined : positiveMs('maxHold', defaults.maxHold, MESSAGES.configOption),
+    fair: defaults.fair === undefined ? false : bool('fair', defaults.fair, MESSAGES.configOption),
     pollInterval:
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL
@@ -149,14 +145,14 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
 /** Validates one call's options and merges them over the module defaults. */
 export function resolveCallOptions(options: AcquireOptions | undefined, defaults: ResolvedModuleOptions): ResolvedCallOptions {
   if (options === undefined) {
-    return { ttl: defaults.ttl, wait: defaults.wait, autoExtend: defaults.autoExtend, maxHold: defaults.maxHold, signal: undefined };
+    const { ttl, wait, autoExtend, maxHold, fair } = defaults;
+    return { ttl, wait, autoExtend, maxHold, fair, signal: undefined };
   }
   if (typeof options !== 'object' || options === null) {
     throw new LockConfigError(MESSAGES.configCallOption('options', options, 'expected an options object'));
   }
   const given = options as Record<string, unknown>;
   rejectUnknown(given, CALL_OPTION_NAMES, MESSAGES.configUnknownCallOption);
-  rejectNotYet(given, MESSAGES.configCallOption);
   if (options.permits !== undefined) throw new LockConfigError(MESSAGES.configNotYet('permits', options.permits));
   if (options.mode !== undefined && options.mode !== 'exclusive') {
     if (options.mode === 'read') throw new LockConfigError(MESSAGES.configNotYet('mode', options.mode));
@@ -171,6 +167,7 @@ export function resolveCallOptions(options: AcquireOptions | undefined, defaults
     autoExtend:
       options.autoExtend === undefined ? defaults.autoExtend : bool('autoExtend', options.autoExtend, MESSAGES.configCallOption),
     maxHold: options.maxHold === undefined ? defaults.maxHold : positiveMs('maxHold', options.maxHold, MESSAGES.configCallOption),
+    fair: options.fair === undefined ? defaults.fair : bool('fair', options.fair, MESSAGES.configCallOption),
     signal: options.signal,
   };
 }

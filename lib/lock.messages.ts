@@ -52,6 +52,8 @@ export const MESSAGES = {
       : `LockModule needs exactly one backend, but ${given.map((g) => `"${g}"`).join(' and ')} were given; keep one`,
   configIsGlobalInFactory:
     'LockModule option "isGlobal" was returned by an options factory, where it cannot take effect; pass it to forRootAsync({ isGlobal: true, ... }) itself',
+  configFairMultiKey: (keys: readonly string[]) =>
+    `Option "fair" works with one key per call, got ${keys.length} (${keys.map((k) => `"${k}"`).join(', ')}); take them one by one in a fixed order, or drop "fair"`,
   configNotYet: (option: string, value: unknown) =>
     `LockModule option "${option}" (${describeValue(value)}) is not supported by this version of nestjs-redis-lock yet; remove it`,
   configCallOption: (option: string, value: unknown, rule: string) =>

@@ -128,7 +128,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       held.map(async (lease) => {
         lease.lose(new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostShutdown), lease.keys));
         lease.state = 'released';
-        await withTimeout(this.store.release(lease.keys, lease.token), RELEASE_TIMEOUT_MS).catch((error: unknown) =>
+        await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS).catch((error: unknown) =>
           this.logger.warn(`Could not release ${lease.keys.join(', ')} on shutdown (${String(error)}); it expires after its ttl`),
         );
       }),
@@ -147,7 +147,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     try {
       // Also for a lost lease: compare-and-delete cannot touch another owner's key, and it tidies
       // up keys of ours that Redis may still hold (e.g. a renewal reply that came too late).
-      await withTimeout(this.store.release(lease.keys, lease.token), RELEASE_TIMEOUT_MS);
+      await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS);
     } catch (error) {
       if (wasHeld) {
         this.logger.warn(
@@ -193,6 +193,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   private async take(keysArg: unknown, call: ResolvedCallOptions, orNull: boolean): Promise<Taken | null> {
     const keys = normalizeKeys(keysArg);
+    if (call.fair && keys.length > 1) throw new LockConfigError(MESSAGES.configFairMultiKey(keys));
     this.assertOpen();
     // Reentrancy: keys this call chain already holds are shared, not taken again.
     const held = this.chain.getStore();
@@ -217,24 +218,43 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const token = randomBytes(16).toString('hex');
     const start = monotonicNow();
     const deadline = start + call.wait;
+    // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
+    const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
+    const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
     let waiter: Waiter | undefined;
     let busyKey: string | undefined;
+    /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
+    let lastBusySentAt = start;
+    let acquired = false;
     try {
       for (;;) {
         if (call.signal?.aborted) throw call.signal.reason;
         this.assertOpen();
+        if (waiter?.grantedFence !== undefined) {
+          acquired = true;
+          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, fair !== undefined);
+        }
         waiter?.consumeWake();
         const sentAt = monotonicNow();
         let outcome: AcquireOutcome | undefined;
         let failure: unknown;
         try {
-          outcome = await withTimeout(this.store.acquire(keys, token, call.ttl), Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
+          outcome = await withTimeout(
+            this.store.acquire(keys, token, call.ttl, fair),
+            Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
+          );
         } catch (error) {
           failure = error;
           // The attempt may still run after we gave up on it: queue a release behind it.
-          this.releaseQuietly(keys, token);
+          this.releaseQuietly(keys, token, fair !== undefined);
         }
-        if (outcome?.acquired) return this.holdLease(keys, token, outcome.fences, call, sentAt);
+        if (outcome?.acquired) {
+          acquired = true;
+          const leaseStart = outcome.grantedEarlier ? lastBusySentAt : sentAt;
+          return this.holdLease(keys, token, outcome.fences, call, leaseStart, fair !== undefined);
+        }
+        if (outcome) lastBusySentAt = sentAt;
+        if (waiter?.grantedFence !== undefined) continue; // handed over while we were asking
 
         const now = monotonicNow();
         if (now >= deadline) {
@@ -249,30 +269,40 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         if (outcome) {
           busyKey = outcome.busyKey;
           if (waiter) waiter.moveTo(busyKey);
-          else waiter = this.waiters.enqueue(busyKey);
+          else waiter = this.waiters.enqueue(busyKey, token);
           // Subscribed just now: a release before that was not heard, so look again at once.
-          if (!this.listening && (await this.startListening(Math.min(deadline, now + this.options.pollInterval)))) continue;
-          if (this.waiters.releasedSince(busyKey, sentAt)) continue;
-          pause = this.options.pollInterval * (0.75 + Math.random() * 0.5);
+          if (!this.listening && (await this.startListening(Math.min(deadline, now + pollInterval)))) continue;
+          if (!fair && this.waiters.releasedSince(busyKey, sentAt)) continue;
+          pause = pollInterval * (0.75 + Math.random() * 0.5);
           // A lease that runs out without a release announces nothing: look again when it should have.
           if (outcome.busyForMs >= 0) pause = Math.min(pause, outcome.busyForMs + 1);
         }
-        waiter ??= this.waiters.enqueue(busyKey ?? keys[0]);
+        waiter ??= this.waiters.enqueue(busyKey ?? keys[0], token);
         const woke = await waiter.sleep(Math.min(pause, deadline - now), call.signal);
         if (woke === 'aborted') throw (call.signal as AbortSignal).reason;
       }
     } finally {
       waiter?.dispose();
+      // A fair waiter that gives up leaves the queue, passing on the lock if it was just granted.
+      if (fair && !acquired) this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
     }
   }
 
-  private holdLease(keys: string[], token: string, fences: number[], call: ResolvedCallOptions, sentAt: number): Lease {
+  private holdLease(
+    keys: string[],
+    token: string,
+    fences: number[],
+    call: ResolvedCallOptions,
+    sentAt: number,
+    fair: boolean,
+  ): Lease {
     if (this.closed) {
-      this.releaseQuietly(keys, token);
+      this.releaseQuietly(keys, token, fair);
       throw new LockUnavailableError(MESSAGES.shutDown);
     }
     const holdDeadline = call.maxHold === undefined ? undefined : sentAt + call.maxHold;
     const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
+    lease.fair = fair;
     this.leases.add(lease);
     this.keeper.schedule(lease);
     return lease;
@@ -312,8 +342,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (this.closed) throw new LockUnavailableError(MESSAGES.shutDown);
   }
 
-  private releaseQuietly(keys: readonly string[], token: string): void {
-    this.store.release(keys, token).catch(() => undefined);
+  private releaseQuietly(keys: readonly string[], token: string, fair: boolean): void {
+    this.store.release(keys, token, fair).catch(() => undefined);
   }
 }
 

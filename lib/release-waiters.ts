@@ -1,10 +1,13 @@
 import { monotonicNow } from './clock.js';
+import type { ReleaseNotice } from './stores/lock-store.js';
 
 /** How long a release is remembered, to catch one that raced a waiter's own attempt. */
 const RECENT_RELEASE_MS = 5_000;
 const RECENT_RELEASE_LIMIT = 100_000;
+/** Fair grants heard before their waiter was registered (the reply and the message raced). */
+const EARLY_GRANT_LIMIT = 10_000;
 
-export type WakeReason = 'released' | 'timeout' | 'aborted';
+export type WakeReason = 'released' | 'granted' | 'timeout' | 'aborted';
 
 /**
  * One caller waiting for a busy key. It keeps its place in its key's queue across retries, so a
@@ -15,9 +18,13 @@ export class Waiter {
   /** Woken by a release it has not yet acted on; handed on if it gives up instead. */
   private pendingWake = false;
 
+  /** Fence of the lock a fair release handed to this waiter, once it has. */
+  grantedFence: number | undefined;
+
   constructor(
     private readonly hub: ReleaseWaiters,
     public key: string,
+    readonly token: string,
   ) {}
 
   get sleeping(): boolean {
@@ -27,6 +34,8 @@ export class Waiter {
   /** Sleeps until a release of its key, the time `ms` passes, or the signal aborts. */
   sleep(ms: number, signal: AbortSignal | undefined): Promise<WakeReason> {
     if (signal?.aborted) return Promise.resolve('aborted');
+    // Granted while it was busy elsewhere (asking Redis, subscribing): nothing to wait for.
+    if (this.grantedFence !== undefined) return Promise.resolve('granted');
     return new Promise<WakeReason>((resolve) => {
       const onAbort = () => finish('aborted');
       const timer = setTimeout(() => finish('timeout'), Math.max(0, ms));
@@ -45,6 +54,12 @@ export class Waiter {
   wake(): void {
     this.pendingWake = true;
     this.wakeUp?.('released');
+  }
+
+  /** A fair release handed this waiter the lock: it holds it now. */
+  grant(fence: number): void {
+    this.grantedFence = fence;
+    this.wakeUp?.('granted');
   }
 
   /** The waiter is about to try again; the wake it got (if any) is being used. */
@@ -74,9 +89,18 @@ export class Waiter {
 export class ReleaseWaiters {
   private readonly queues = new Map<string, Waiter[]>();
   private readonly recent = new Map<string, number>();
+  private readonly byToken = new Map<string, Waiter>();
+  private readonly earlyGrants = new Map<string, number>();
 
   /** Called for every release announced by the store. */
-  readonly onRelease = (key: string): void => {
+  readonly onRelease = ({ key, grantedTo }: ReleaseNotice): void => {
+    if (grantedTo) {
+      // Handed to one waiter: nobody else needs waking, the key is taken again.
+      const waiter = this.byToken.get(grantedTo.token);
+      if (waiter) waiter.grant(grantedTo.fence);
+      else this.rememberEarlyGrant(grantedTo.token, grantedTo.fence);
+      return;
+    }
     const now = monotonicNow();
     this.recent.delete(key); // re-insert so the map stays ordered by time
     this.recent.set(key, now);
@@ -93,9 +117,14 @@ export class ReleaseWaiters {
     return at !== undefined && at >= since;
   }
 
-  enqueue(key: string): Waiter {
-    const waiter = new Waiter(this, key);
+  enqueue(key: string, token: string): Waiter {
+    const waiter = new Waiter(this, key, token);
     this.add(waiter);
+    const early = this.earlyGrants.get(token);
+    if (early !== undefined) {
+      this.earlyGrants.delete(token);
+      waiter.grant(early);
+    }
     return waiter;
   }
 
@@ -107,12 +136,14 @@ export class ReleaseWaiters {
   }
 
   add(waiter: Waiter): void {
+    this.byToken.set(waiter.token, waiter);
     const queue = this.queues.get(waiter.key);
     if (queue) queue.push(waiter);
     else this.queues.set(waiter.key, [waiter]);
   }
 
   remove(waiter: Waiter): void {
+    this.byToken.delete(waiter.token);
     const queue = this.queues.get(waiter.key);
     if (!queue) return;
     const index = queue.indexOf(waiter);
@@ -124,6 +155,13 @@ export class ReleaseWaiters {
     const queue = this.queues.get(key);
     // Waiters that are mid-attempt will see the release through releasedSince().
     queue?.find((waiter) => waiter.sleeping)?.wake();
+  }
+
+  private rememberEarlyGrant(token: string, fence: number): void {
+    this.earlyGrants.set(token, fence);
+    if (this.earlyGrants.size > EARLY_GRANT_LIMIT) {
+      this.earlyGrants.delete(this.earlyGrants.keys().next().value as string);
+    }
   }
 
   /** Wakes every waiter (shutdown): each re-checks and ends its wait. */

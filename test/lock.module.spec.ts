@@ -55,7 +55,8 @@ describe('LockModule', () => {
       ['autoExtend not boolean', () => ({ redis: url(), autoExtend: 'yes' }), /"autoExtend": "yes"/],
       ['prefix empty', () => ({ redis: url(), prefix: '' }), /"prefix": ""/],
       ['prefix not a string', () => ({ redis: url(), prefix: 7 }), /"prefix": 7/],
-      ['fair (not built yet)', () => ({ redis: url(), fair: true }), /"fair".*not supported/],
+      ['fair not boolean', () => ({ redis: url(), fair: 'yes' }), /"fair": "yes"/],
+      ['pollInterval 0', () => ({ redis: url(), pollInterval: 0 }), /"pollInterval": 0/],
       ['unknown option', () => ({ redis: url(), tll: 1000 }), /Unknown LockModule option "tll"/],
       ['redis not a URL', () => ({ redis: 'localhost:6379' }), /"redis": "localhost:6379"/],
       ['redis a number', () => ({ redis: 6379 }), /"redis": 6379/],
@@ -75,7 +76,7 @@ describe('LockModule', () => {
       [{ permits: 3 }, /"permits".*not supported/],
       [{ mode: 'read' }, /"mode".*not supported/],
       [{ mode: 'shared' }, /"mode": "shared"/],
-      [{ fair: true }, /"fair".*not supported/],
+      [{ fair: 1 }, /"fair": 1/],
       [{ signal: 'stop' }, /"signal": "stop"/],
       [{ retries: 3 }, /Unknown lock option "retries"/],
     ];
@@ -83,6 +84,7 @@ describe('LockModule', () => {
       await expect(app.locks.acquire('k', options)).rejects.toThrow(message);
       await expect(app.locks.acquire('k', options)).rejects.toBeInstanceOf(LockConfigError);
     }
+    await expect(app.locks.acquire(['k', 'l'], { fair: true })).rejects.toThrow(/"fair" works with one key/);
     expect(await app.locks.isLocked('k')).toBe(false);
     await app.close();
   });

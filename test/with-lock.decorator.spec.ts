@@ -182,7 +182,7 @@ describe('@WithLock', () => {
       expect(first.status).toBe(201);
       expect(await first.json()).toEqual({ paid: id });
       expect(second.status).toBe(409);
-      const body = await second.json();
+      const body = (await second.json()) as { message: string };
       expect(body).toMatchObject({ statusCode: 409, keys: [`order:${id}`] });
       expect(body.message).toContain(`order:${id}`);
     });
@@ -201,7 +201,7 @@ describe('@WithLock', () => {
     it("passes the method's own HttpException through unchanged and releases the lock", async () => {
       const response = await fetch(`${base}/orders/${adapter}-x/forbidden`);
       expect(response.status).toBe(403);
-      expect((await response.json()).message).toBe(`no access to ${adapter}-x`);
+      expect(((await response.json()) as { message: string }).message).toBe(`no access to ${adapter}-x`);
       expect(await app.get(LockService).isLocked(`order:${adapter}-x`)).toBe(false);
     });
   });

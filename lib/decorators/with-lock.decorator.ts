@@ -27,6 +27,7 @@ const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
   wait: 0,
   autoExtend: true,
   maxHold: undefined,
+  fair: false,
   pollInterval: 1,
 };
 
@@ -40,10 +41,10 @@ const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
  * an `Observable` takes the lock on subscribe and holds it until complete, error or unsubscribe.
  */
 export function WithLock<TArgs extends unknown[] = any[]>(template: KeyTemplate<TArgs>, options: WithLockOptions = {}) {
-  return function decorate(
+  return function decorate<M extends (...args: [...TArgs, ...any[]]) => any>(
     target: object,
     propertyKey: string | symbol,
-    descriptor: TypedPropertyDescriptor<(...args: [...TArgs, ...any[]]) => any>,
+    descriptor: TypedPropertyDescriptor<M>,
   ): void {
     const className = typeof target === 'function' ? target.name : target.constructor.name;
     const methodName = String(propertyKey);
@@ -85,7 +86,7 @@ export function WithLock<TArgs extends unknown[] = any[]>(template: KeyTemplate<
         };
 
     copyFunctionIdentity(original, wrapped);
-    descriptor.value = wrapped as typeof original;
+    descriptor.value = wrapped as unknown as M;
     markLockedMethodOwner(typeof target === 'function' ? target.prototype : target);
   };
 }

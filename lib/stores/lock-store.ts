@@ -1,7 +1,26 @@
 /** The answer to one acquire attempt over one or more keys. */
 export type AcquireOutcome =
-  | { acquired: true; /** fencing token per key, in the order asked */ fences: number[] }
+  | {
+      acquired: true;
+      /** fencing token per key, in the order asked */
+      fences: number[];
+      /** a fair release had already handed the key to this token before the attempt arrived */
+      grantedEarlier?: boolean;
+    }
   | { acquired: false; /** the first key found held */ busyKey: string; /** its remaining lease in ms, or -1 if unknown */ busyForMs: number };
+
+/** A release heard from the store: plain, or handed straight to a fair waiter. */
+export interface ReleaseNotice {
+  key: string;
+  /** Set when a fair release granted the lock to this waiter's token. */
+  grantedTo?: { token: string; fence: number };
+}
+
+/** Fair mode of one acquire attempt: queue the caller when the key is busy. */
+export interface FairWaiting {
+  /** How long the queued caller counts as present without trying again (ms). */
+  presenceTtl: number;
+}
 
 /** One lease to renew in a batch. */
 export interface Renewal {
@@ -16,18 +35,26 @@ export interface Renewal {
  * renewal, reentrancy, decorators) is written once for every store.
  */
 export interface LockStore {
-  /** Takes every key for `token` with a `ttl` ms lease, or none of them. */
-  acquire(keys: readonly string[], token: string, ttl: number): Promise<AcquireOutcome>;
+  /**
+   * Takes every key for `token` with a `ttl` ms lease, or none of them. With `fair` (one key only),
+   * a busy answer also queues the caller, and a free key goes to whoever queued first.
+   */
+  acquire(keys: readonly string[], token: string, ttl: number, fair?: FairWaiting): Promise<AcquireOutcome>;
   /** Renews several leases in one round trip: true renewed, false not ours any more, Error unknown. */
   extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>>;
-  /** Deletes the keys still owned by `token` (never another owner's) and announces each release. */
-  release(keys: readonly string[], token: string): Promise<number>;
+  /**
+   * Deletes the keys still owned by `token` (never another owner's) and announces each release.
+   * A `fair` release hands the key straight to the first queued waiter.
+   */
+  release(keys: readonly string[], token: string, fair?: boolean): Promise<number>;
+  /** A fair waiter gives up: leaves the queue, passing the lock on if it was granted meanwhile. */
+  leaveQueue(key: string, token: string, ttl: number): Promise<void>;
   isLocked(key: string): Promise<boolean>;
   /**
    * Starts listening for releases (idempotent) and resolves once listening: after that, every
-   * release by any process reaches `onRelease` with the released key.
+   * release by any process reaches `onRelease`.
    */
-  listenForReleases(onRelease: (key: string) => void): Promise<void>;
+  listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void>;
   /** Stops listening and closes the connections the store opened (never a client passed in). */
   close(): Promise<void>;
 }

@@ -2,8 +2,15 @@ import { Logger } from '@nestjs/common';
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { isRedisClient } from '../lock-options.validation.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
-import type { AcquireOutcome, LockStore, Renewal } from './lock-store.js';
-import { ACQUIRE_SCRIPT, EXTEND_SCRIPT, RELEASE_SCRIPT } from './redis-scripts.js';
+import type { AcquireOutcome, FairWaiting, LockStore, ReleaseNotice, Renewal } from './lock-store.js';
+import {
+  ACQUIRE_SCRIPT,
+  EXTEND_SCRIPT,
+  FAIR_ACQUIRE_SCRIPT,
+  FAIR_LEAVE_SCRIPT,
+  FAIR_RELEASE_SCRIPT,
+  RELEASE_SCRIPT,
+} from './redis-scripts.js';
 
 type Client = Redis | Cluster;
 
@@ -12,6 +19,9 @@ interface ScriptCommands {
   nestjsRedisLockAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockFairAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -39,6 +49,9 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockAcquire', { lua: ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockExtend', { lua: EXTEND_SCRIPT });
     client.defineCommand('nestjsRedisLockRelease', { lua: RELEASE_SCRIPT });
+    client.defineCommand('nestjsRedisLockFairAcquire', { lua: FAIR_ACQUIRE_SCRIPT });
+    client.defineCommand('nestjsRedisLockFairRelease', { lua: FAIR_RELEASE_SCRIPT });
+    client.defineCommand('nestjsRedisLockFairLeave', { lua: FAIR_LEAVE_SCRIPT });
   }
 
   static create(connection: RedisConnection, prefix: string): RedisLockStore {
@@ -50,11 +63,20 @@ export class RedisLockStore implements LockStore {
     return store;
   }
 
-  async acquire(keys: readonly string[], token: string, ttl: number): Promise<AcquireOutcome> {
-    const lockKeys = keys.map((key) => this.lockKey(key));
-    const fenceKeys = lockKeys.map((lockKey) => `${lockKey}:fence`);
-    const reply = await this.client.nestjsRedisLockAcquire(keys.length * 2, ...lockKeys, ...fenceKeys, token, ttl);
-    if (reply[0] === 1) return { acquired: true, fences: reply.slice(1).map(Number) };
+  async acquire(keys: readonly string[], token: string, ttl: number, fair?: FairWaiting): Promise<AcquireOutcome> {
+    const reply = fair
+      ? await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, fair.presenceTtl)
+      : await this.client.nestjsRedisLockAcquire(
+          keys.length * 2,
+          ...keys.map((key) => this.lockKey(key)),
+          ...keys.map((key) => `${this.lockKey(key)}:fence`),
+          token,
+          ttl,
+        );
+    if (reply[0] === 1) {
+      if (fair) return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
+      return { acquired: true, fences: reply.slice(1).map(Number) };
+    }
     return { acquired: false, busyKey: keys[reply[1] - 1], busyForMs: Number(reply[2]) };
   }
 
@@ -85,16 +107,21 @@ export class RedisLockStore implements LockStore {
     });
   }
 
-  async release(keys: readonly string[], token: string): Promise<number> {
+  async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
+    if (fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
     const lockKeys = keys.map((key) => this.lockKey(key));
     return this.client.nestjsRedisLockRelease(keys.length, ...lockKeys, token, this.releaseChannel, ...keys);
+  }
+
+  async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
+    await this.client.nestjsRedisLockFairLeave(4, ...this.fairKeys(key), token, ttl, this.releaseChannel, key);
   }
 
   async isLocked(key: string): Promise<boolean> {
     return (await this.client.exists(this.lockKey(key))) === 1;
   }
 
-  listenForReleases(onRelease: (key: string) => void): Promise<void> {
+  listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store closed'));
     this.listening ??= this.subscribe(onRelease).catch((error: unknown) => {
       // Let a later wait try again; until then waiters fall back to polling.
@@ -116,18 +143,26 @@ export class RedisLockStore implements LockStore {
     }
   }
 
-  private async subscribe(onRelease: (key: string) => void): Promise<void> {
+  private async subscribe(onRelease: (notice: ReleaseNotice) => void): Promise<void> {
     // A connection in subscriber mode can run nothing else, so it is a separate one, made lazily:
     // a service that never waits never opens it.
     const subscriber = (this.client as { duplicate(): Client }).duplicate();
     this.subscriber = subscriber;
     this.reportErrors(subscriber, 'release subscriber');
-    subscriber.on('message', (channel: string, key: string) => {
-      if (channel === this.releaseChannel) onRelease(key);
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.releaseChannel) return;
+      const notice = parseReleaseMessage(message);
+      if (notice) onRelease(notice);
     });
     // ioredis re-subscribes by itself after a reconnect; messages sent meanwhile are covered by the poll.
     await subscriber.subscribe(this.releaseChannel);
     if (this.closed) subscriber.disconnect();
+  }
+
+  /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
+  private fairKeys(key: string): [string, string, string, string] {
+    const lockKey = this.lockKey(key);
+    return [lockKey, `${lockKey}:fence`, `${lockKey}:queue`, `${lockKey}:waiting`];
   }
 
   /** `<prefix>{key}`: the braces keep the lock and its fence counter in one Cluster slot. */
@@ -145,6 +180,20 @@ export class RedisLockStore implements LockStore {
       this.logger.warn(`Redis ${role} error: ${error.message}`);
     });
   }
+}
+
+/** Token length in hex characters (128 bits). */
+const TOKEN_LENGTH = 32;
+
+/** "r<key>" for a release, "g<token><fence>:<key>" for a fair handover (see redis-scripts.ts). */
+export function parseReleaseMessage(message: string): ReleaseNotice | undefined {
+  if (message.startsWith('r')) return { key: message.slice(1) };
+  if (!message.startsWith('g')) return undefined;
+  const token = message.slice(1, 1 + TOKEN_LENGTH);
+  const separator = message.indexOf(':', 1 + TOKEN_LENGTH);
+  if (separator < 0) return undefined;
+  const fence = Number(message.slice(1 + TOKEN_LENGTH, separator));
+  return { key: message.slice(separator + 1), grantedTo: { token, fence } };
 }
 
 function toError(error: unknown): Error {

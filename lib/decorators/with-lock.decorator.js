@@ -1,0 +1,132 @@
+import { Logger } from '@nestjs/common';
+import { isObservable, Observable } from 'rxjs';
+import { LockConfigError } from '../errors.js';
+import { compileKeyTemplate } from '../key-template.js';
+import { boundLockService, markLockedMethodOwner } from '../lock-binding.js';
+import { MESSAGES } from '../lock.messages.js';
+import { resolveCallOptions } from '../lock-options.validation.js';
+const logger = new Logger('LockService');
+/** Placeholder defaults, only to validate decorator options when the class is defined. */
+const DEFINITION_TIME_DEFAULTS = {
+    redis: 'redis://unused',
+    prefix: 'unused',
+    ttl: 1,
+    wait: 0,
+    autoExtend: true,
+    maxHold: undefined,
+    fair: false,
+    pollInterval: 1,
+};
+/**
+ * Runs the method while holding a lock whose key is resolved from its arguments:
+ * `@WithLock('order:<id>')` (parameter by name), `'invoice:<0>'` (by position),
+ * `'customer:<dto.customerId>'` (a path into an argument), an array of templates, or a function
+ * of the method's arguments returning one key or several (all locked, all or nothing).
+ *
+ * The method becomes asynchronous (a sync method returns a Promise); a method declared to return
+ * an `Observable` takes the lock on subscribe and holds it until complete, error or unsubscribe.
+ */
+export function WithLock(template, options = {}) {
+    return function decorate(target, propertyKey, descriptor) {
+        const className = typeof target === 'function' ? target.name : target.constructor.name;
+        const methodName = String(propertyKey);
+        const where = `${className}.${methodName}`;
+        const original = descriptor.value;
+        if (typeof original !== 'function')
+            throw new LockConfigError(MESSAGES.decoratorNotMethod(where));
+        // Everything that can be checked without an app fails here, when the class is defined.
+        const keys = compileKeyTemplate(template, original, { className, methodName });
+        const { onBusy = 'throw', ...lockOptions } = options;
+        if (onBusy !== 'throw' && onBusy !== 'skip')
+            throw new LockConfigError(MESSAGES.decoratorOnBusy(where, onBusy));
+        resolveCallOptions(lockOptions, DEFINITION_TIME_DEFAULTS);
+        const returnsObservable = declaresObservable(Reflect.getMetadata?.('design:returntype', target, propertyKey));
+        /** Takes the lock (or null when skipped); resolving the key is part of it, so it never throws synchronously. */
+        const hold = async (self, args) => {
+            const locks = boundLockService(self);
+            if (!locks)
+                throw new LockConfigError(MESSAGES.decoratorUnbound(where));
+            const resolved = keys.resolve(args);
+            const held = await locks.hold(resolved, lockOptions, onBusy === 'skip');
+            if (held === null)
+                logger.debug(MESSAGES.decoratorSkipped(where, resolved));
+            return held;
+        };
+        const wrapped = returnsObservable
+            ? function (...args) {
+                return lockedObservable(() => hold(this, args), (held) => held.run(() => original.apply(this, args)));
+            }
+            : async function (...args) {
+                const held = await hold(this, args);
+                if (held === null)
+                    return undefined;
+                try {
+                    const result = await held.run(() => original.apply(this, args));
+                    if (isObservable(result))
+                        throw new LockConfigError(MESSAGES.decoratorUndeclaredObservable(where));
+                    return result;
+                }
+                finally {
+                    await held.lock.release();
+                }
+            };
+        copyFunctionIdentity(original, wrapped);
+        descriptor.value = wrapped;
+        markLockedMethodOwner(typeof target === 'function' ? target.prototype : target);
+    };
+}
+/**
+ * An Observable that takes the lock on subscribe, subscribes to the method's Observable while
+ * holding it, and releases on complete, error or unsubscribe.
+ */
+function lockedObservable(hold, run) {
+    return new Observable((subscriber) => {
+        let held = null;
+        let inner;
+        let closed = false;
+        hold().then((taken) => {
+            held = taken;
+            if (closed) {
+                void held?.lock.release();
+                return;
+            }
+            if (held === null) {
+                subscriber.next(undefined); // skipped: same as a promise method resolving to undefined
+                subscriber.complete();
+                return;
+            }
+            const source = run(held);
+            if (!isObservable(source)) {
+                subscriber.next(source);
+                subscriber.complete();
+                return;
+            }
+            inner = source.subscribe(subscriber);
+        }, (error) => subscriber.error(error));
+        return () => {
+            closed = true;
+            inner?.unsubscribe();
+            void held?.lock.release();
+        };
+    });
+}
+/** Keeps route/Swagger/@Cron/@MessagePattern metadata, `name` and `length` on the wrapper. */
+function copyFunctionIdentity(original, wrapped) {
+    Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
+    Object.defineProperty(wrapped, 'length', { value: original.length, configurable: true });
+    if (typeof Reflect.getMetadataKeys !== 'function')
+        return;
+    for (const key of Reflect.getOwnMetadataKeys(original)) {
+        Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, original), wrapped);
+    }
+}
+/** Recognises rxjs' Observable even from another copy of rxjs. */
+function declaresObservable(type) {
+    if (typeof type !== 'function')
+        return false;
+    if (type === Observable)
+        return true;
+    const proto = type.prototype;
+    return type.name === 'Observable' && typeof proto?.subscribe === 'function' && typeof proto?.pipe === 'function';
+}
+//# sourceMappingURL=with-lock.decorator.js.map

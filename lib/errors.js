@@ -1,0 +1,39 @@
+import { ConflictException } from '@nestjs/common';
+/** Base class of every error this package throws, except {@link LockNotAcquiredError}. */
+export class LockError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = new.target.name;
+    }
+}
+/**
+ * The lock stayed busy for the whole `wait`. Extends Nest's `ConflictException`, so an HTTP caller
+ * receives `409 Conflict` with a JSON body naming the keys, without any filter to install.
+ */
+export class LockNotAcquiredError extends ConflictException {
+    constructor(message, keys, waitedMs) {
+        super({ statusCode: 409, error: 'Conflict', message, keys: [...keys] });
+        this.name = 'LockNotAcquiredError';
+        this.keys = Object.freeze([...keys]);
+        this.waitedMs = waitedMs;
+    }
+}
+/** A lock is no longer held: `extend()` on it, or the reason its `signal` aborted with. */
+export class LockLostError extends LockError {
+    constructor(message, 
+    /** The keys of the lost lock (without prefix). */
+    keys) {
+        super(message);
+        this.keys = keys;
+    }
+}
+/** A key or key template that cannot be used (empty, unresolvable placeholder, bad value). */
+export class LockKeyError extends LockError {
+}
+/** The store could not be reached in time (Redis down, no quorum). `cause` holds the underlying error. */
+export class LockUnavailableError extends LockError {
+}
+/** Invalid module or call options. */
+export class LockConfigError extends LockError {
+}
+//# sourceMappingURL=errors.js.map

@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=lock-options.interface.js.map

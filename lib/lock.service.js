@@ -1,0 +1,344 @@
+var __decorate = (this && this.__decorate) || function (decorators, target, key, desc) {
+    var c = arguments.length, r = c < 3 ? target : desc === null ? desc = Object.getOwnPropertyDescriptor(target, key) : desc, d;
+    if (typeof Reflect === "object" && typeof Reflect.decorate === "function") r = Reflect.decorate(decorators, target, key, desc);
+    else for (var i = decorators.length - 1; i >= 0; i--) if (d = decorators[i]) r = (c < 3 ? d(r) : c > 3 ? d(target, key, r) : d(target, key)) || r;
+    return c > 3 && r && Object.defineProperty(target, key, r), r;
+};
+var __metadata = (this && this.__metadata) || function (k, v) {
+    if (typeof Reflect === "object" && typeof Reflect.metadata === "function") return Reflect.metadata(k, v);
+};
+var __param = (this && this.__param) || function (paramIndex, decorator) {
+    return function (target, key) { decorator(target, key, paramIndex); }
+};
+var LockService_1;
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { monotonicNow } from './clock.js';
+import { runWithCurrentLock } from './current-lock.js';
+import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
+import { Lease } from './lease.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
+import { assertValidKey, normalizeKeys } from './lock-keys.js';
+import { MESSAGES } from './lock.messages.js';
+import { resolveCallOptions } from './lock-options.validation.js';
+import { Lock } from './lock.js';
+import { ReleaseWaiters } from './release-waiters.js';
+import { withTimeout } from './with-timeout.js';
+/** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
+const MIN_CALL_TIMEOUT_MS = 1_000;
+/** Bound on a release: the lease expires by itself anyway, so shutdown must not hang on it. */
+const RELEASE_TIMEOUT_MS = 2_000;
+/** Pause before retrying an acquire that failed on a connection error, within the wait. */
+const RETRY_AFTER_ERROR_MS = 100;
+/**
+ * Acquires, waits for and releases distributed locks. Injected wherever `LockModule` is imported
+ * (or everywhere, with `isGlobal`).
+ */
+let LockService = LockService_1 = class LockService {
+    constructor(options, store) {
+        this.options = options;
+        this.store = store;
+        this.logger = new Logger(LockService_1.name);
+        this.waiters = new ReleaseWaiters();
+        /** Reentrancy scope: one per service, so two apps in one process never share holds. */
+        this.chain = new AsyncLocalStorage();
+        /** Every lease not yet released in Redis (held or lost), for shutdown. */
+        this.leases = new Set();
+        this.listening = false;
+        this.closed = false;
+        this.keeper = new LeaseKeeper({
+            renew: (leases) => this.store.extend(leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl }))),
+            lost: (lease, reason) => this.loseLease(lease, reason),
+        });
+    }
+    /**
+     * Takes the lock on one key, or on several keys all or nothing. Waits up to `wait` for a busy
+     * lock, then rejects with `LockNotAcquiredError`. Release the returned lock when done.
+     */
+    async acquire(keys, options) {
+        const taken = await this.take(keys, resolveCallOptions(options, this.options), false);
+        return taken.lock;
+    }
+    /** Like `acquire` but never waits: resolves `null` when any of the keys is busy. */
+    async tryAcquire(keys, options) {
+        const call = resolveCallOptions(options, this.options);
+        const taken = await this.take(keys, { ...call, wait: 0 }, true);
+        return taken?.lock ?? null;
+    }
+    /**
+     * Runs `fn` while holding the lock and releases it afterwards, also when `fn` throws (the error is
+     * rethrown unchanged). Inside `fn`, taking the same keys again succeeds at once (reentrancy).
+     */
+    async withLock(keys, fn, options) {
+        if (typeof fn !== 'function') {
+            throw new LockConfigError(MESSAGES.configCallOption('fn', fn, 'withLock(keys, fn, options?) expects a callback'));
+        }
+        const held = (await this.hold(keys, options, false));
+        try {
+            return await held.run(() => fn(held.lock));
+        }
+        finally {
+            await held.lock.release();
+        }
+    }
+    /**
+     * @internal For `@WithLock`: takes the lock and returns a way to run code inside its reentrancy
+     * scope; `null` (instead of LockNotAcquiredError) when `orNull` and the keys stayed busy.
+     */
+    async hold(keys, options, orNull) {
+        const taken = await this.take(keys, resolveCallOptions(options, this.options), orNull);
+        if (taken === null)
+            return null;
+        const scope = new Map(this.chain.getStore());
+        taken.lock.keys.forEach((key, i) => scope.set(key, taken.leaseOfKey[i]));
+        return { lock: taken.lock, run: (fn) => this.chain.run(scope, () => runWithCurrentLock(taken.lock, fn)) };
+    }
+    /** Whether any owner holds the key right now. */
+    async isLocked(key) {
+        assertValidKey(key);
+        this.assertOpen();
+        try {
+            return await withTimeout(this.store.isLocked(key), MIN_CALL_TIMEOUT_MS);
+        }
+        catch (error) {
+            throw new LockUnavailableError(MESSAGES.unavailableIsLocked(key), { cause: error });
+        }
+    }
+    /** @internal Counters of the lease scheduler, for tests and benchmarks. */
+    get leaseStats() {
+        return { ...this.keeper.stats, waiters: this.waiters.size, leases: this.leases.size };
+    }
+    /** Releases every lock still held, then closes the connections the module opened. */
+    async onApplicationShutdown() {
+        if (this.closed)
+            return;
+        this.closed = true;
+        this.waiters.wakeAll(); // each waiter re-checks, sees the service closed and rejects
+        this.keeper.drain();
+        const held = [...this.leases];
+        this.leases.clear();
+        await Promise.all(held.map(async (lease) => {
+            lease.lose(new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostShutdown), lease.keys));
+            lease.state = 'released';
+            await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS).catch((error) => this.logger.warn(`Could not release ${lease.keys.join(', ')} on shutdown (${String(error)}); it expires after its ttl`));
+        }));
+        await this.store.close();
+    }
+    /** @internal Part of LeaseOwner: a Lock handle let go of its reference. */
+    async unref(lease) {
+        lease.refs -= 1;
+        if (lease.refs > 0 || lease.state === 'releasing' || lease.state === 'released')
+            return;
+        const wasHeld = lease.state === 'held';
+        if (wasHeld)
+            lease.state = 'releasing';
+        this.keeper.forget(lease);
+        this.leases.delete(lease);
+        try {
+            // Also for a lost lease: compare-and-delete cannot touch another owner's key, and it tidies
+            // up keys of ours that Redis may still hold (e.g. a renewal reply that came too late).
+            await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS);
+        }
+        catch (error) {
+            if (wasHeld) {
+                this.logger.warn(`Could not release ${lease.keys.map((k) => `"${k}"`).join(', ')} (${String(error)}); it expires after its ttl of ${lease.ttl} ms`);
+            }
+        }
+        finally {
+            if (lease.state === 'releasing')
+                lease.state = 'released';
+        }
+    }
+    /** @internal Part of LeaseOwner: `lock.extend(ttl)`. */
+    async extendLease(lease, ttl) {
+        if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0)) {
+            throw new LockConfigError(MESSAGES.configCallOption('ttl', ttl, 'expected a finite number of milliseconds greater than 0'));
+        }
+        this.assertHeld(lease);
+        const newTtl = ttl === undefined ? lease.ttl : Math.ceil(ttl);
+        lease.ttl = newTtl;
+        const previousExpiry = lease.expiresAt;
+        const sentAt = monotonicNow();
+        let renewed;
+        try {
+            [renewed] = await withTimeout(this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl }]), Math.max(previousExpiry - sentAt, MIN_CALL_TIMEOUT_MS));
+        }
+        catch (error) {
+            renewed = error instanceof Error ? error : new Error(String(error));
+        }
+        this.assertHeld(lease);
+        if (renewed instanceof Error) {
+            throw new LockUnavailableError(MESSAGES.unavailable(lease.keys, 'extend'), { cause: renewed });
+        }
+        if (!renewed || monotonicNow() >= previousExpiry) {
+            this.keeper.forget(lease);
+            this.loseLease(lease, renewed ? 'unreachable' : 'owner');
+            this.assertHeld(lease);
+        }
+        lease.renewed(sentAt, newTtl);
+        this.keeper.schedule(lease);
+    }
+    async take(keysArg, call, orNull) {
+        const keys = normalizeKeys(keysArg);
+        if (call.fair && keys.length > 1)
+            throw new LockConfigError(MESSAGES.configFairMultiKey(keys));
+        this.assertOpen();
+        // Reentrancy: keys this call chain already holds are shared, not taken again.
+        const held = this.chain.getStore();
+        const reentered = keys.map((key) => {
+            const lease = held?.get(key);
+            return lease?.state === 'held' ? lease : undefined;
+        });
+        const missing = keys.filter((_, i) => reentered[i] === undefined);
+        let own;
+        if (missing.length > 0) {
+            const lease = await this.acquireLease(missing, call, orNull);
+            if (lease === null)
+                return null;
+            own = lease;
+        }
+        const leaseOfKey = keys.map((_, i) => reentered[i] ?? own);
+        for (const lease of new Set(reentered))
+            if (lease)
+                lease.refs += 1;
+        return { lock: new Lock(keys, leaseOfKey, own, this), leaseOfKey };
+    }
+    /** One acquisition in Redis, waiting (by release notification, with a slow poll as safety net). */
+    async acquireLease(keys, call, orNull) {
+        const token = randomBytes(16).toString('hex');
+        const start = monotonicNow();
+        const deadline = start + call.wait;
+        // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
+        const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
+        const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
+        let waiter;
+        let busyKey;
+        /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
+        let lastBusySentAt = start;
+        let acquired = false;
+        try {
+            for (;;) {
+                if (call.signal?.aborted)
+                    throw call.signal.reason;
+                this.assertOpen();
+                if (waiter?.grantedFence !== undefined) {
+                    acquired = true;
+                    return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, fair !== undefined);
+                }
+                waiter?.consumeWake();
+                const sentAt = monotonicNow();
+                let outcome;
+                let failure;
+                try {
+                    outcome = await withTimeout(this.store.acquire(keys, token, call.ttl, fair), Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
+                }
+                catch (error) {
+                    failure = error;
+                    // The attempt may still run after we gave up on it: queue a release behind it.
+                    this.releaseQuietly(keys, token, fair !== undefined);
+                }
+                if (outcome?.acquired) {
+                    acquired = true;
+                    const leaseStart = outcome.grantedEarlier ? lastBusySentAt : sentAt;
+                    return this.holdLease(keys, token, outcome.fences, call, leaseStart, fair !== undefined);
+                }
+                if (outcome)
+                    lastBusySentAt = sentAt;
+                if (waiter?.grantedFence !== undefined)
+                    continue; // handed over while we were asking
+                const now = monotonicNow();
+                if (now >= deadline) {
+                    if (outcome === undefined) {
+                        throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: failure });
+                    }
+                    if (orNull)
+                        return null;
+                    const waitedMs = Math.round(now - start);
+                    throw new LockNotAcquiredError(MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait), keys, waitedMs);
+                }
+                let pause = RETRY_AFTER_ERROR_MS;
+                if (outcome) {
+                    busyKey = outcome.busyKey;
+                    if (waiter)
+                        waiter.moveTo(busyKey);
+                    else
+                        waiter = this.waiters.enqueue(busyKey, token);
+                    // Subscribed just now: a release before that was not heard, so look again at once.
+                    if (!this.listening && (await this.startListening(Math.min(deadline, now + pollInterval))))
+                        continue;
+                    if (!fair && this.waiters.releasedSince(busyKey, sentAt))
+                        continue;
+                    pause = pollInterval * (0.75 + Math.random() * 0.5);
+                    // A lease that runs out without a release announces nothing: look again when it should have.
+                    if (outcome.busyForMs >= 0)
+                        pause = Math.min(pause, outcome.busyForMs + 1);
+                }
+                waiter ??= this.waiters.enqueue(busyKey ?? keys[0], token);
+                const woke = await waiter.sleep(Math.min(pause, deadline - now), call.signal);
+                if (woke === 'aborted')
+                    throw call.signal.reason;
+            }
+        }
+        finally {
+            waiter?.dispose();
+            // A fair waiter that gives up leaves the queue, passing on the lock if it was just granted.
+            if (fair && !acquired)
+                this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
+        }
+    }
+    holdLease(keys, token, fences, call, sentAt, fair) {
+        if (this.closed) {
+            this.releaseQuietly(keys, token, fair);
+            throw new LockUnavailableError(MESSAGES.shutDown);
+        }
+        const holdDeadline = call.maxHold === undefined ? undefined : sentAt + call.maxHold;
+        const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
+        lease.fair = fair;
+        this.leases.add(lease);
+        this.keeper.schedule(lease);
+        return lease;
+    }
+    startListening(until) {
+        const listening = this.store.listenForReleases(this.waiters.onRelease).then(() => {
+            this.listening = true;
+        });
+        return withTimeout(listening, Math.max(0, until - monotonicNow())).then(() => true, () => false);
+    }
+    /** The lease can no longer be guaranteed: abort its signal and say so, once. */
+    loseLease(lease, reason) {
+        const why = {
+            owner: MESSAGES.lostOwner,
+            unreachable: MESSAGES.lostUnreachable(lease.ttl),
+            expired: MESSAGES.lostExpired(lease.ttl),
+            maxHold: MESSAGES.lostMaxHold(lease.maxHold ?? 0),
+        }[reason];
+        const error = new LockLostError(MESSAGES.lost(lease.keys, why), lease.keys);
+        // The key is not deleted here: the holder may still be running, so it keeps whatever is left of
+        // its lease, and releasing the handle tidies up.
+        if (lease.lose(error))
+            this.logger.warn(error.message);
+    }
+    assertHeld(lease) {
+        if (lease.state === 'held')
+            return;
+        const reason = lease.signal.reason;
+        throw reason instanceof LockLostError ? reason : new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostReleased), lease.keys);
+    }
+    assertOpen() {
+        if (this.closed)
+            throw new LockUnavailableError(MESSAGES.shutDown);
+    }
+    releaseQuietly(keys, token, fair) {
+        this.store.release(keys, token, fair).catch(() => undefined);
+    }
+};
+LockService = LockService_1 = __decorate([
+    Injectable(),
+    __param(0, Inject(LOCK_OPTIONS)),
+    __param(1, Inject(LOCK_STORE)),
+    __metadata("design:paramtypes", [Object, Object])
+], LockService);
+export { LockService };
+//# sourceMappingURL=lock.service.js.map

@@ -1,0 +1,162 @@
+import { monotonicNow } from './clock.js';
+/** How long a release is remembered, to catch one that raced a waiter's own attempt. */
+const RECENT_RELEASE_MS = 5_000;
+const RECENT_RELEASE_LIMIT = 100_000;
+/** Fair grants heard before their waiter was registered (the reply and the message raced). */
+const EARLY_GRANT_LIMIT = 10_000;
+/**
+ * One caller waiting for a busy key. It keeps its place in its key's queue across retries, so a
+ * release wakes the longest-waiting local caller rather than all of them (no thundering herd).
+ */
+export class Waiter {
+    constructor(hub, key, token) {
+        this.hub = hub;
+        this.key = key;
+        this.token = token;
+        /** Woken by a release it has not yet acted on; handed on if it gives up instead. */
+        this.pendingWake = false;
+    }
+    get sleeping() {
+        return this.wakeUp !== undefined;
+    }
+    /** Sleeps until a release of its key, the time `ms` passes, or the signal aborts. */
+    sleep(ms, signal) {
+        if (signal?.aborted)
+            return Promise.resolve('aborted');
+        // Granted while it was busy elsewhere (asking Redis, subscribing): nothing to wait for.
+        if (this.grantedFence !== undefined)
+            return Promise.resolve('granted');
+        return new Promise((resolve) => {
+            const onAbort = () => finish('aborted');
+            const timer = setTimeout(() => finish('timeout'), Math.max(0, ms));
+            const finish = (reason) => {
+                clearTimeout(timer);
+                signal?.removeEventListener('abort', onAbort);
+                this.wakeUp = undefined;
+                resolve(reason);
+            };
+            signal?.addEventListener('abort', onAbort, { once: true });
+            this.wakeUp = finish;
+        });
+    }
+    /** Called by the hub for a release of this waiter's key. */
+    wake() {
+        this.pendingWake = true;
+        this.wakeUp?.('released');
+    }
+    /** A fair release handed this waiter the lock: it holds it now. */
+    grant(fence) {
+        this.grantedFence = fence;
+        this.wakeUp?.('granted');
+    }
+    /** The waiter is about to try again; the wake it got (if any) is being used. */
+    consumeWake() {
+        this.pendingWake = false;
+    }
+    /** Waits for a different key from now on (a multi-key attempt found another one busy). */
+    moveTo(key) {
+        if (key === this.key)
+            return;
+        this.hub.remove(this);
+        this.key = key;
+        this.hub.add(this);
+    }
+    dispose() {
+        this.hub.remove(this);
+        // A release meant for us that we will not use goes to the next local waiter.
+        if (this.pendingWake)
+            this.hub.wakeOne(this.key);
+    }
+}
+/**
+ * Fans release notifications out to this service's waiters: one subscription for the service, a
+ * FIFO of waiters per key, and a short memory of recent releases per key.
+ */
+export class ReleaseWaiters {
+    constructor() {
+        this.queues = new Map();
+        this.recent = new Map();
+        this.byToken = new Map();
+        this.earlyGrants = new Map();
+        /** Called for every release announced by the store. */
+        this.onRelease = ({ key, grantedTo }) => {
+            if (grantedTo) {
+                // Handed to one waiter: nobody else needs waking, the key is taken again.
+                const waiter = this.byToken.get(grantedTo.token);
+                if (waiter)
+                    waiter.grant(grantedTo.fence);
+                else
+                    this.rememberEarlyGrant(grantedTo.token, grantedTo.fence);
+                return;
+            }
+            const now = monotonicNow();
+            this.recent.delete(key); // re-insert so the map stays ordered by time
+            this.recent.set(key, now);
+            for (const [oldKey, at] of this.recent) {
+                if (now - at < RECENT_RELEASE_MS && this.recent.size <= RECENT_RELEASE_LIMIT)
+                    break;
+                this.recent.delete(oldKey);
+            }
+            this.wakeOne(key);
+        };
+    }
+    /** A release of `key` was seen after `since` (monotonic ms): the caller's busy answer may be stale. */
+    releasedSince(key, since) {
+        const at = this.recent.get(key);
+        return at !== undefined && at >= since;
+    }
+    enqueue(key, token) {
+        const waiter = new Waiter(this, key, token);
+        this.add(waiter);
+        const early = this.earlyGrants.get(token);
+        if (early !== undefined) {
+            this.earlyGrants.delete(token);
+            waiter.grant(early);
+        }
+        return waiter;
+    }
+    /** Number of waiters in queues (for tests: a cancelled wait leaves none behind). */
+    get size() {
+        let count = 0;
+        for (const queue of this.queues.values())
+            count += queue.length;
+        return count;
+    }
+    add(waiter) {
+        this.byToken.set(waiter.token, waiter);
+        const queue = this.queues.get(waiter.key);
+        if (queue)
+            queue.push(waiter);
+        else
+            this.queues.set(waiter.key, [waiter]);
+    }
+    remove(waiter) {
+        this.byToken.delete(waiter.token);
+        const queue = this.queues.get(waiter.key);
+        if (!queue)
+            return;
+        const index = queue.indexOf(waiter);
+        if (index >= 0)
+            queue.splice(index, 1);
+        if (queue.length === 0)
+            this.queues.delete(waiter.key);
+    }
+    wakeOne(key) {
+        const queue = this.queues.get(key);
+        // Waiters that are mid-attempt will see the release through releasedSince().
+        queue?.find((waiter) => waiter.sleeping)?.wake();
+    }
+    rememberEarlyGrant(token, fence) {
+        this.earlyGrants.set(token, fence);
+        if (this.earlyGrants.size > EARLY_GRANT_LIMIT) {
+            this.earlyGrants.delete(this.earlyGrants.keys().next().value);
+        }
+    }
+    /** Wakes every waiter (shutdown): each re-checks and ends its wait. */
+    wakeAll() {
+        for (const queue of this.queues.values())
+            for (const waiter of [...queue])
+                waiter.wake();
+    }
+}
+//# sourceMappingURL=release-waiters.js.map

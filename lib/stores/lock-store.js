@@ -1,0 +1,2 @@
+export {};
+//# sourceMappingURL=lock-store.js.map

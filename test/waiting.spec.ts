@@ -1,0 +1,169 @@
+import { getEventListeners } from 'node:events';
+import { Redis } from 'ioredis';
+import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.js';
+import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
+import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
+
+describe('waiting for a busy lock', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let appA: LockApp;
+  let appB: LockApp;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    redis = server.client();
+    // A poll far longer than any wait below: only a release notification can wake a waiter in time.
+    appA = await startLockApp({ redis: server.url, pollInterval: 600_000 });
+    appB = await startLockApp({ redis: server.url, pollInterval: 600_000 });
+  });
+  afterAll(async () => {
+    await appA?.close();
+    await appB?.close();
+    await redis?.quit();
+    await stopAllRedisServers();
+  });
+
+  it('wakes a waiter in another app by the release, not by the poll', async () => {
+    const held = await appA.locks.acquire('wake:1', { ttl: 600_000 });
+    const waiting = appB.locks.acquire('wake:1', { wait: 30_000 });
+    await eventually(() => appB.locks.leaseStats.waiters === 1, 10_000, 'the waiter to queue');
+    await held.release();
+    const got = await waiting;
+    expect(got.fence).toBeGreaterThan(held.fence);
+    await got.release();
+  });
+
+  it('wakes local waiters one release at a time, each getting the lock in turn', async () => {
+    const held = await appA.locks.acquire('wake:2', { ttl: 600_000 });
+    const order: number[] = [];
+    const waiters = [0, 1, 2, 3].map(async (i) => {
+      const lock = await appB.locks.acquire('wake:2', { wait: 30_000, ttl: 600_000 });
+      order.push(i);
+      await lock.release();
+    });
+    await eventually(() => appB.locks.leaseStats.waiters === 4, 10_000, 'four waiters');
+    await held.release();
+    await Promise.all(waiters);
+    expect(order.sort()).toEqual([0, 1, 2, 3]);
+  });
+
+  it('leaves no waiter and no abort listener behind after a wait times out or is cancelled', async () => {
+    const held = await appA.locks.acquire('wake:3', { ttl: 600_000 });
+    const controller = new AbortController();
+    await expect(appB.locks.acquire('wake:3', { wait: 100, signal: controller.signal })).rejects.toBeInstanceOf(
+      LockNotAcquiredError,
+    );
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    const cancelled = appB.locks.acquire('wake:3', { wait: 60_000, signal: controller.signal });
+    await eventually(() => appB.locks.leaseStats.waiters === 1, 10_000, 'the waiter to queue');
+    controller.abort();
+    await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    expect(appB.locks.leaseStats.waiters).toBe(0);
+    await held.release();
+  });
+
+  describe.each([false, true])('under contention (fair: %s)', (fair) => {
+    it('never lets two holders overlap, across two apps', async () => {
+      let inside = 0;
+      let overlaps = 0;
+      let entries = 0;
+      const fences: number[] = [];
+      const worker = async (locks: LockService) => {
+        for (let i = 0; i < 15; i++) {
+          await locks.withLock(
+            `contended:${fair}`,
+            async (lock: Lock) => {
+              inside += 1;
+              entries += 1;
+              if (inside > 1) overlaps += 1;
+              fences.push(lock.fence);
+              await new Promise((resolve) => setImmediate(resolve));
+              inside -= 1;
+            },
+            { wait: 60_000, fair, ttl: 10_000 },
+          );
+        }
+      };
+      await Promise.all([appA, appB, appA, appB, appA, appB, appA, appB].map((app) => worker(app.locks)));
+      expect(entries).toBe(8 * 15);
+      expect(overlaps).toBe(0);
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]);
+    });
+  });
+});
+
+describe('fair mode', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let appA: LockApp;
+  let appB: LockApp;
+  const queueLength = (key: string) => redis.llen(`lock:{${key}}:queue`);
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    redis = server.client();
+    appA = await startLockApp({ redis: server.url, fair: true });
+    appB = await startLockApp({ redis: server.url, fair: true });
+  });
+  afterAll(async () => {
+    await appA?.close();
+    await appB?.close();
+    await redis?.quit();
+    await stopAllRedisServers();
+  });
+
+  it('serves waiters from two apps in arrival order', async () => {
+    const key = 'fair:order';
+    const held = await appA.locks.acquire(key);
+    const order: string[] = [];
+    const waiters: Array<Promise<void>> = [];
+    const apps = [appB, appA, appB, appA, appB];
+    for (let i = 0; i < apps.length; i++) {
+      waiters.push(
+        apps[i].locks.acquire(key, { wait: 30_000 }).then(async (lock) => {
+          order.push(`w${i}`);
+          await lock.release();
+        }),
+      );
+      // The next waiter arrives only once this one has its place in the Redis queue.
+      await eventually(async () => (await queueLength(key)) === i + 1, 10_000, `waiter ${i} to queue`);
+    }
+    await held.release();
+    await Promise.all(waiters);
+    expect(order).toEqual(['w0', 'w1', 'w2', 'w3', 'w4']);
+    expect(await redis.exists(`lock:{${key}}:queue`, `lock:{${key}}:waiting`, `lock:{${key}}`)).toBe(0);
+  });
+
+  it('hands the lock straight to the first waiter in the release itself', async () => {
+    const key = 'fair:handoff';
+    const held = await appA.locks.acquire(key);
+    const waiting = appB.locks.acquire(key, { wait: 30_000 });
+    await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+    await held.release();
+    // Before the waiter has even heard of it, Redis already records it as the holder.
+    const holderToken = await redis.get(`lock:{${key}}`);
+    const got = await waiting;
+    expect(holderToken).toBe(got.token);
+    expect(got.fence).toBe(held.fence + 1);
+    await got.release();
+  });
+
+  it('skips a waiter that gave up, and one whose process stopped refreshing its place', async () => {
+    const key = 'fair:gone';
+    const held = await appA.locks.acquire(key);
+    await expect(appB.locks.acquire(key, { wait: 150 })).rejects.toBeInstanceOf(LockNotAcquiredError);
+    await eventually(async () => (await queueLength(key)) === 0, 10_000, 'the waiter that gave up to leave the queue');
+    const waiting = appB.locks.acquire(key, { wait: 30_000 });
+    await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the live waiter to queue');
+    // A crashed waiter ahead of it: queued first, but its presence ran out long ago.
+    await redis.lpush(`lock:{${key}}:queue`, `${'f'.repeat(32)}:30000`);
+    await redis.zadd(`lock:{${key}}:waiting`, 1, `${'f'.repeat(32)}:30000`);
+    await held.release();
+    const got = await waiting;
+    expect(await redis.get(`lock:{${key}}`)).toBe(got.token);
+    await got.release();
+    expect(await redis.exists(`lock:{${key}}`)).toBe(0);
+  });
+});
