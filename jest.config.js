@@ -4,6 +4,8 @@ export default {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.spec.ts'],
   extensionsToTreatAsEsm: ['.ts'],
+  // TypeScript sources win over any stray compiled .js beside them.
+  moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
   moduleNameMapper: {
     // Sources import './x.js' (NodeNext ESM); jest resolves the .ts file behind it.
     '^(\\.{1,2}/.*)\\.js$': '$1',

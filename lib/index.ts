@@ -6,6 +6,7 @@ export { WithLock, type WithLockOptions } from './decorators/with-lock.decorator
 export type { KeyTemplate } from './key-template.js';
 export type {
   AcquireOptions,
+  ClusterConnectionOptions,
   LockModuleOptions,
   LockOptionsFactory,
   LockTimingOptions,

@@ -1,15 +1,28 @@
 import { LockConfigError } from './errors.js';
-import type { AcquireOptions, LockModuleOptions, RedisConnection } from './interfaces/lock-options.interface.js';
+import type {
+  AcquireOptions,
+  ClusterConnectionOptions,
+  LockModuleOptions,
+  RedisConnection,
+} from './interfaces/lock-options.interface.js';
 import { MESSAGES } from './lock.messages.js';
 
 export const DEFAULT_TTL = 30_000;
 export const DEFAULT_WAIT = 10_000;
 export const DEFAULT_PREFIX = 'lock:';
 export const DEFAULT_POLL_INTERVAL = 1_000;
+export const DEFAULT_REPLICA_TIMEOUT = 1_000;
+/** Redlock needs a majority of independent masters; fewer than 3 tolerates no failure at all. */
+export const MIN_REDLOCK_MASTERS = 3;
+
+/** Where locks live: one Redis (standalone, Sentinel or Cluster), or a Redlock quorum. */
+export type LockBackend =
+  | { kind: 'redis'; connection: RedisConnection | ClusterConnectionOptions; waitForReplicas?: number; replicaTimeout: number }
+  | { kind: 'redlock'; connections: RedisConnection[] };
 
 /** Module options after validation, with every default filled in. */
 export interface ResolvedModuleOptions {
-  redis: RedisConnection;
+  backend: LockBackend;
   prefix: string;
   ttl: number;
   wait: number;
@@ -40,6 +53,8 @@ const MODULE_OPTION_NAMES = [
   'maxHold',
   'fair',
   'pollInterval',
+  'waitForReplicas',
+  'replicaTimeout',
 ] as const;
 
 const CALL_OPTION_NAMES = ['ttl', 'wait', 'autoExtend', 'maxHold', 'fair', 'signal', 'permits', 'mode'] as const;
@@ -89,17 +104,62 @@ function rejectUnknown(options: Record<string, unknown>, known: readonly string[
 }
 
 
-function validateRedisConnection(value: unknown): RedisConnection {
+function validateRedisConnection(option: string, value: unknown): RedisConnection | ClusterConnectionOptions {
   if (typeof value === 'string') {
     if (!/^rediss?:\/\//i.test(value)) {
-      throw new LockConfigError(MESSAGES.configOption('redis', value, 'expected a URL like redis://host:6379 (or rediss:// for TLS)'));
+      throw new LockConfigError(MESSAGES.configOption(option, value, 'expected a URL like redis://host:6379 (or rediss:// for TLS)'));
     }
     return value;
   }
   if (isRedisClient(value) || isPlainObject(value)) return value as RedisConnection;
   throw new LockConfigError(
-    MESSAGES.configOption('redis', value, 'expected a redis:// URL, ioredis options, or an ioredis Redis/Cluster client'),
+    MESSAGES.configOption(
+      option,
+      value,
+      'expected a redis:// URL, ioredis options, { cluster: [nodes] }, or an ioredis Redis/Cluster client',
+    ),
   );
+}
+
+function isClusterConnection(value: unknown): boolean {
+  if (isRedisClient(value)) return (value as { isCluster?: boolean }).isCluster === true;
+  return isPlainObject(value) && Array.isArray(value.cluster);
+}
+
+function resolveBackend(options: Record<string, unknown>, fair: boolean): LockBackend {
+  const given = options as LockModuleOptions;
+  if (options.redlock !== undefined) {
+    const masters = options.redlock;
+    if (!Array.isArray(masters) || masters.length < MIN_REDLOCK_MASTERS) {
+      throw new LockConfigError(
+        MESSAGES.configOption('redlock', masters, `expected an array of ${MIN_REDLOCK_MASTERS} or more independent Redis masters`),
+      );
+    }
+    masters.forEach((master, i) => {
+      if (isClusterConnection(master)) {
+        throw new LockConfigError(MESSAGES.configOption(`redlock[${i}]`, master, 'each Redlock master must be a single Redis, not a Cluster'));
+      }
+      validateRedisConnection(`redlock[${i}]`, master);
+    });
+    if (fair) throw new LockConfigError(MESSAGES.configNotWithRedlock('fair'));
+    if (options.waitForReplicas !== undefined) throw new LockConfigError(MESSAGES.configNotWithRedlock('waitForReplicas'));
+    return { kind: 'redlock', connections: masters as RedisConnection[] };
+  }
+  const connection = validateRedisConnection('redis', options.redis);
+  let waitForReplicas: number | undefined;
+  if (given.waitForReplicas !== undefined) {
+    const replicas = given.waitForReplicas;
+    if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0) {
+      throw new LockConfigError(MESSAGES.configOption('waitForReplicas', replicas, 'expected a whole number of replicas, 0 or more'));
+    }
+    if (isClusterConnection(connection) && replicas > 0) {
+      throw new LockConfigError(MESSAGES.configOption('waitForReplicas', replicas, 'it is not supported on a Redis Cluster yet'));
+    }
+    waitForReplicas = replicas;
+  }
+  const replicaTimeout =
+    given.replicaTimeout === undefined ? DEFAULT_REPLICA_TIMEOUT : positiveMs('replicaTimeout', given.replicaTimeout, MESSAGES.configOption);
+  return { kind: 'redis', connection, waitForReplicas, replicaTimeout };
 }
 
 /** Validates LockModule options at bootstrap; every failure is a LockConfigError naming option and value. */
@@ -112,7 +172,6 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
 
   const backends = (['redis', 'redlock', 'store'] as const).filter((name) => options[name] !== undefined);
   if (backends.length !== 1) throw new LockConfigError(MESSAGES.configBackends(backends));
-  if (options.redlock !== undefined) throw new LockConfigError(MESSAGES.configNotYet('redlock', options.redlock));
   if (options.store !== undefined) {
     if (options.store !== 'memory') {
       throw new LockConfigError(MESSAGES.configOption('store', options.store, "the only store is 'memory'"));
@@ -127,14 +186,15 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     );
   }
   const defaults: LockModuleOptions = options;
+  const fair = defaults.fair === undefined ? false : bool('fair', defaults.fair, MESSAGES.configOption);
   return {
-    redis: validateRedisConnection(options.redis),
+    backend: resolveBackend(options, fair),
     prefix,
     ttl: defaults.ttl === undefined ? DEFAULT_TTL : positiveMs('ttl', defaults.ttl, MESSAGES.configOption),
     wait: defaults.wait === undefined ? DEFAULT_WAIT : nonNegativeMs('wait', defaults.wait, MESSAGES.configOption),
     autoExtend: defaults.autoExtend === undefined ? true : bool('autoExtend', defaults.autoExtend, MESSAGES.configOption),
     maxHold: defaults.maxHold === undefined ? undefined : positiveMs('maxHold', defaults.maxHold, MESSAGES.configOption),
-    fair: defaults.fair === undefined ? false : bool('fair', defaults.fair, MESSAGES.configOption),
+    fair,
     pollInterval:
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL

@@ -4,7 +4,9 @@ import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { LockService } from './lock.service.js';
+import type { LockStore } from './stores/lock-store.js';
 import { RedisLockStore } from './stores/redis.store.js';
+import { RedlockStore } from './stores/redlock.store.js';
 import { WithLockExplorer } from './with-lock.explorer.js';
 
 export const {
@@ -35,7 +37,14 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
     {
       provide: LOCK_STORE,
       inject: [LOCK_OPTIONS],
-      useFactory: (options: ResolvedModuleOptions) => RedisLockStore.create(options.redis, options.prefix),
+      useFactory: ({ backend, prefix }: ResolvedModuleOptions): LockStore =>
+        backend.kind === 'redlock'
+          ? RedlockStore.create(backend.connections, prefix)
+          : RedisLockStore.create(backend.connection, {
+              prefix,
+              waitForReplicas: backend.waitForReplicas,
+              replicaTimeout: backend.replicaTimeout,
+            }),
     },
     LockService,
     WithLockExplorer,

@@ -194,6 +194,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private async take(keysArg: unknown, call: ResolvedCallOptions, orNull: boolean): Promise<Taken | null> {
     const keys = normalizeKeys(keysArg);
     if (call.fair && keys.length > 1) throw new LockConfigError(MESSAGES.configFairMultiKey(keys));
+    if (call.fair && this.options.backend.kind === 'redlock') throw new LockConfigError(MESSAGES.configNotWithRedlock('fair'));
     this.assertOpen();
     // Reentrancy: keys this call chain already holds are shared, not taken again.
     const held = this.chain.getStore();

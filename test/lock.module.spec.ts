@@ -41,7 +41,12 @@ describe('LockModule', () => {
     const cases: Array<[string, () => unknown, RegExp]> = [
       ['no backend', () => ({ ttl: 1000 }), /exactly one backend.*none was given/],
       ['two backends', () => ({ redis: url(), store: 'memory' }), /"redis" and "store"/],
-      ['redlock (not built yet)', () => ({ redlock: [url(), url(), url()] }), /"redlock".*not supported/],
+      ['redlock with two masters', () => ({ redlock: [url(), url()] }), /"redlock": array\(2\);.*3 or more/],
+      ['redlock master not a URL', () => ({ redlock: [url(), url(), 'nope'] }), /"redlock\[2\]": "nope"/],
+      ['redlock with fair', () => ({ redlock: [url(), url(), url()], fair: true }), /"fair" cannot be combined with "redlock"/],
+      ['redlock with waitForReplicas', () => ({ redlock: [url(), url(), url()], waitForReplicas: 1 }), /"waitForReplicas" cannot/],
+      ['waitForReplicas negative', () => ({ redis: url(), waitForReplicas: -1 }), /"waitForReplicas": -1/],
+      ['waitForReplicas on a cluster', () => ({ redis: { cluster: [{ host: '127.0.0.1', port: 1 }] }, waitForReplicas: 1 }), /not supported on a Redis Cluster/],
       ['store memory (not built yet)', () => ({ store: 'memory' }), /"store".*not supported/],
       ['unknown store', () => ({ store: 'disk' }), /"store": "disk"/],
       ['ttl 0', () => ({ redis: url(), ttl: 0 }), /"ttl": 0;.*greater than 0/],

@@ -21,7 +21,7 @@ const logger = new Logger('LockService');
 
 /** Placeholder defaults, only to validate decorator options when the class is defined. */
 const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
-  redis: 'redis://unused',
+  backend: { kind: 'redis', connection: 'redis://unused', replicaTimeout: 1 },
   prefix: 'unused',
   ttl: 1,
   wait: 0,

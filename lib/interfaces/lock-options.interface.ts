@@ -1,7 +1,14 @@
-import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 
 /** One Redis: a URL, ioredis options, or an ioredis client you own (we never close yours). */
 export type RedisConnection = string | RedisOptions | Redis | Cluster;
+
+/** A Redis Cluster the module connects to itself (it closes it on shutdown). */
+export interface ClusterConnectionOptions {
+  /** Startup nodes, e.g. `[{ host: '10.0.0.1', port: 7000 }]`. */
+  cluster: ClusterNode[];
+  clusterOptions?: ClusterOptions;
+}
 
 /** Options shared by the module (defaults) and each call. All times are milliseconds. */
 export interface LockTimingOptions {
@@ -31,10 +38,21 @@ export interface AcquireOptions extends LockTimingOptions {
 }
 
 export interface LockModuleOptions extends LockTimingOptions {
-  /** One Redis (URL, ioredis options, or an ioredis `Redis` / `Cluster` you own). */
-  redis?: RedisConnection;
-  /** Quorum over 3+ independent masters. Not available in this version. */
+  /**
+   * One Redis: a URL, ioredis options (Sentinel: `{ sentinels, name }`), `{ cluster: nodes }`, or
+   * an ioredis `Redis` / `Cluster` you own.
+   */
+  redis?: RedisConnection | ClusterConnectionOptions;
+  /** Instead of `redis`: a quorum over 3+ independent masters (each in any form `redis` takes, except Cluster). */
   redlock?: RedisConnection[];
+  /**
+   * After acquiring, wait until this many replicas have the lock (Redis WAIT) before returning, so
+   * a failover right after cannot lose it. If they do not confirm within `replicaTimeout`, the lock
+   * is given back and the attempt counts as failed. Single Redis / Sentinel only. Default 0.
+   */
+  waitForReplicas?: number;
+  /** Bound on the `waitForReplicas` confirmation. Default 1 000. */
+  replicaTimeout?: number;
   /** `'memory'`: in-process store. Not available in this version. */
   store?: 'memory';
   /** Prepended to every key and channel in Redis. Default `'lock:'`. */

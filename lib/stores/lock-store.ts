@@ -12,6 +12,8 @@ export type AcquireOutcome =
 /** A release heard from the store: plain, or handed straight to a fair waiter. */
 export interface ReleaseNotice {
   key: string;
+  /** Token of the holder that released (several masters announce the same release under Redlock). */
+  releasedBy: string;
   /** Set when a fair release granted the lock to this waiter's token. */
   grantedTo?: { token: string; fence: number };
 }

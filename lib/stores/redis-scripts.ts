@@ -47,7 +47,8 @@ return 1
 
 /**
  * KEYS lock keys; ARGV[1] token, ARGV[2] release channel, ARGV[3..] the user keys (for the message).
- * Deletes only keys still owned by the token and publishes "r<key>" for each, so waiters wake at once.
+ * Deletes only keys still owned by the token and publishes "r<token><key>" for each, so waiters
+ * wake at once (the token lets a Redlock subscriber count one release heard from several masters once).
  * Returns how many keys were released.
  */
 export const RELEASE_SCRIPT = `
@@ -55,7 +56,7 @@ local released = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
-    redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[i + 2])
+    redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
     released = released + 1
   end
 end
@@ -87,9 +88,10 @@ end
 /**
  * Shared Lua, run right after the lock key was deleted: grants the lock to the first waiter still
  * present (with its own ttl and a new fence) and announces "g<token><fence>:<key>", or announces a
- * plain release "r<key>" when nobody is queued.
+ * plain release "r<releasing token><key>" when nobody is queued.
  */
 function handOver(channel: string, userKey: string): string {
+  // ARGV[1] is always the releasing token.
   return `
 ${PRUNE_GONE_WAITERS}
 local head = redis.call('LPOP', KEYS[3])
@@ -101,7 +103,7 @@ if head then
   local fence = redis.call('INCR', KEYS[2])
   redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
 else
-  redis.call('PUBLISH', ${channel}, 'r' .. ${userKey})
+  redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
 end`;
 }
 
@@ -141,7 +143,7 @@ return {0, 1, redis.call('PTTL', KEYS[1])}
 /**
  * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting; ARGV[1] token, ARGV[2] channel,
  * ARGV[3] user key. Releases if owned and hands the lock straight to the first waiter still
- * present, announcing "g<token><fence>:<key>"; with nobody queued it announces "r<key>".
+ * present, announcing "g<token><fence>:<key>"; with nobody queued it announces a plain release.
  * Returns 1 if released, 0 if the lock was not ours.
  */
 export const FAIR_RELEASE_SCRIPT = `
@@ -167,5 +169,19 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1])
 ${handOver('ARGV[3]', 'ARGV[4]')}
+return 1
+`;
+
+/**
+ * Redlock: KEYS fence keys; ARGV the fence each must reach. Raises every counter to at least the
+ * fence just handed out, so the next holder's quorum (which overlaps this one) counts above it.
+ */
+export const RAISE_FENCES_SCRIPT = `
+for i = 1, #KEYS do
+  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if current < tonumber(ARGV[i]) then
+    redis.call('SET', KEYS[i], ARGV[i])
+  end
+end
 return 1
 `;

@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
-import { Redis, type Cluster, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { isRedisClient } from '../lock-options.validation.js';
-import type { RedisConnection } from '../interfaces/lock-options.interface.js';
+import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
+import { clusterSlot } from './cluster-slot.js';
 import type { AcquireOutcome, FairWaiting, LockStore, ReleaseNotice, Renewal } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
@@ -9,6 +10,7 @@ import {
   FAIR_ACQUIRE_SCRIPT,
   FAIR_LEAVE_SCRIPT,
   FAIR_RELEASE_SCRIPT,
+  RAISE_FENCES_SCRIPT,
   RELEASE_SCRIPT,
 } from './redis-scripts.js';
 
@@ -16,19 +18,37 @@ type Client = Redis | Cluster;
 
 /** The scripts as ioredis commands; the first argument is the number of keys. */
 interface ScriptCommands {
-  nestjsRedisLockAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockAcquire(numKeys: number, ...args: Array<string | number>): Promise<Array<number | string>>;
   nestjsRedisLockExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockFairAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockRaiseFences(numKeys: number, ...args: Array<string | number>): Promise<number>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
   [K in keyof ScriptCommands]: (...args: Parameters<ScriptCommands[K]>) => ScriptPipeline;
 };
 
-/** One Redis (standalone or Sentinel through ioredis options, or a client passed in). */
+export function isClusterConnectionOptions(value: unknown): value is ClusterConnectionOptions {
+  return typeof value === 'object' && value !== null && Array.isArray((value as { cluster?: unknown }).cluster);
+}
+
+/** Store-specific settings beyond the connection. */
+export interface RedisStoreSettings {
+  prefix: string;
+  /** After acquiring, wait until this many replicas have the lock (WAIT), else it is not taken. */
+  waitForReplicas?: number;
+  /** Bound on that WAIT, in ms. */
+  replicaTimeout?: number;
+}
+
+/**
+ * One Redis: standalone, Sentinel (through ioredis options) or Cluster, or a client passed in.
+ * On a Cluster, keys of one call that live in different slots are taken slot by slot in slot
+ * order, each slot atomically, and rolled back if a later slot is busy: still all or nothing.
+ */
 export class RedisLockStore implements LockStore {
   private readonly logger = new Logger('LockService');
   private readonly client: ScriptClient;
@@ -41,10 +61,10 @@ export class RedisLockStore implements LockStore {
     client: Client,
     /** Whether we created the client, and therefore close it on shutdown. */
     private readonly ownsClient: boolean,
-    private readonly prefix: string,
+    private readonly settings: RedisStoreSettings,
   ) {
     this.client = client as ScriptClient;
-    this.releaseChannel = `${prefix}released`;
+    this.releaseChannel = `${settings.prefix}released`;
     // Idempotent: a client shared by several LockModules gets the same definitions.
     client.defineCommand('nestjsRedisLockAcquire', { lua: ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockExtend', { lua: EXTEND_SCRIPT });
@@ -52,54 +72,71 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockFairAcquire', { lua: FAIR_ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockFairRelease', { lua: FAIR_RELEASE_SCRIPT });
     client.defineCommand('nestjsRedisLockFairLeave', { lua: FAIR_LEAVE_SCRIPT });
+    client.defineCommand('nestjsRedisLockRaiseFences', { lua: RAISE_FENCES_SCRIPT });
   }
 
-  static create(connection: RedisConnection, prefix: string): RedisLockStore {
-    if (isRedisClient(connection)) return new RedisLockStore(connection as Client, false, prefix);
-    const client =
-      typeof connection === 'string' ? new Redis(connection) : new Redis(connection as RedisOptions);
-    const store = new RedisLockStore(client, true, prefix);
+  static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
+    if (isRedisClient(connection)) return new RedisLockStore(connection as Client, false, settings);
+    let client: Client;
+    if (isClusterConnectionOptions(connection)) client = new Cluster(connection.cluster, connection.clusterOptions);
+    else if (typeof connection === 'string') client = new Redis(connection);
+    else client = new Redis(connection as RedisOptions);
+    const store = new RedisLockStore(client, true, settings);
     store.reportErrors(client, 'connection');
     return store;
   }
 
+  get isCluster(): boolean {
+    return this.client.isCluster === true;
+  }
+
   async acquire(keys: readonly string[], token: string, ttl: number, fair?: FairWaiting): Promise<AcquireOutcome> {
-    const reply = fair
-      ? await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, fair.presenceTtl)
-      : await this.client.nestjsRedisLockAcquire(
-          keys.length * 2,
-          ...keys.map((key) => this.lockKey(key)),
-          ...keys.map((key) => `${this.lockKey(key)}:fence`),
-          token,
-          ttl,
-        );
-    if (reply[0] === 1) {
-      if (fair) return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
-      return { acquired: true, fences: reply.slice(1).map(Number) };
+    if (fair) {
+      const reply = await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, fair.presenceTtl);
+      if (reply[0] !== 1) return { acquired: false, busyKey: keys[0], busyForMs: Number(reply[2]) };
+      await this.awaitReplicas(keys, token, true);
+      return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
-    return { acquired: false, busyKey: keys[reply[1] - 1], busyForMs: Number(reply[2]) };
+    const fences = new Map<string, number>();
+    const taken: string[][] = [];
+    for (const group of this.slotGroups(keys)) {
+      const reply = await this.client.nestjsRedisLockAcquire(
+        group.length * 2,
+        ...group.map((key) => this.lockKey(key)),
+        ...group.map((key) => this.fenceKey(key)),
+        token,
+        ttl,
+      );
+      if (reply[0] !== 1) {
+        // All or nothing across slots: give back the slots already taken.
+        await Promise.all(taken.map((done) => this.release(done, token)));
+        return { acquired: false, busyKey: group[Number(reply[1]) - 1], busyForMs: Number(reply[2]) };
+      }
+      taken.push(group);
+      group.forEach((key, i) => fences.set(key, Number(reply[i + 1])));
+    }
+    await this.awaitReplicas(keys, token, false);
+    return { acquired: true, fences: keys.map((key) => fences.get(key) as number) };
   }
 
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
-    const argsOf = (renewal: Renewal): [number, ...Array<string | number>] => [
-      renewal.keys.length,
-      ...renewal.keys.map((key) => this.lockKey(key)),
-      renewal.token,
-      renewal.ttl,
-    ];
-    if (renewals.length === 1 || this.client.isCluster) {
+    if (this.isCluster || renewals.length === 1) {
       // A Cluster pipeline must stay within one slot; separate calls are still written together.
       return Promise.all(
-        renewals.map((renewal) =>
-          this.client.nestjsRedisLockExtend(...argsOf(renewal)).then(
-            (reply) => reply === 1,
-            (error: unknown) => toError(error),
-          ),
-        ),
+        renewals.map(async (renewal) => {
+          try {
+            const replies = await Promise.all(
+              this.slotGroups(renewal.keys).map((group) => this.client.nestjsRedisLockExtend(...this.extendArgs(group, renewal))),
+            );
+            return replies.every((reply) => reply === 1);
+          } catch (error) {
+            return toError(error);
+          }
+        }),
       );
     }
     const pipeline = this.client.pipeline() as ScriptPipeline;
-    for (const renewal of renewals) pipeline.nestjsRedisLockExtend(...argsOf(renewal));
+    for (const renewal of renewals) pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
     const replies = (await pipeline.exec()) ?? [];
     return renewals.map((_, i) => {
       const [error, reply] = replies[i] ?? [new Error('no reply in pipeline'), undefined];
@@ -109,12 +146,26 @@ export class RedisLockStore implements LockStore {
 
   async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
     if (fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
-    const lockKeys = keys.map((key) => this.lockKey(key));
-    return this.client.nestjsRedisLockRelease(keys.length, ...lockKeys, token, this.releaseChannel, ...keys);
+    const released = await Promise.all(
+      this.slotGroups(keys).map((group) =>
+        this.client.nestjsRedisLockRelease(group.length, ...group.map((key) => this.lockKey(key)), token, this.releaseChannel, ...group),
+      ),
+    );
+    return released.reduce((sum, count) => sum + count, 0);
   }
 
   async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
     await this.client.nestjsRedisLockFairLeave(4, ...this.fairKeys(key), token, ttl, this.releaseChannel, key);
+  }
+
+  /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */
+  async raiseFences(keys: readonly string[], fences: readonly number[]): Promise<void> {
+    const fenceOf = new Map(keys.map((key, i) => [key, fences[i]]));
+    await Promise.all(
+      this.slotGroups(keys).map((group) =>
+        this.client.nestjsRedisLockRaiseFences(group.length, ...group.map((key) => this.fenceKey(key)), ...group.map((key) => fenceOf.get(key) as number)),
+      ),
+    );
   }
 
   async isLocked(key: string): Promise<boolean> {
@@ -159,6 +210,38 @@ export class RedisLockStore implements LockStore {
     if (this.closed) subscriber.disconnect();
   }
 
+  /**
+   * With `waitForReplicas`, the lock counts only once that many replicas have it, so a failover
+   * right after cannot lose it; otherwise it is given back and the attempt fails.
+   */
+  private async awaitReplicas(keys: readonly string[], token: string, fair: boolean): Promise<void> {
+    const wanted = this.settings.waitForReplicas;
+    if (!wanted) return;
+    const timeout = this.settings.replicaTimeout ?? 1_000;
+    const acknowledged = Number(await (this.client as Redis).wait(wanted, timeout).catch(() => 0));
+    if (acknowledged >= wanted) return;
+    await this.release(keys, token, fair).catch(() => undefined);
+    throw new Error(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeout} ms (waitForReplicas)`);
+  }
+
+  /** Keys grouped by Cluster slot, in slot order (one group when not on a Cluster). */
+  private slotGroups(keys: readonly string[]): string[][] {
+    if (!this.isCluster || keys.length === 1) return [[...keys]];
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      const slot = clusterSlot(this.lockKey(key));
+      const group = groups.get(slot);
+      if (group) group.push(key);
+      else groups.set(slot, [key]);
+    }
+    // A fixed global order keeps two callers with overlapping keys from taking turns forever.
+    return [...groups.entries()].sort(([a], [b]) => a - b).map(([, group]) => group);
+  }
+
+  private extendArgs(keys: readonly string[], renewal: Renewal): [number, ...Array<string | number>] {
+    return [keys.length, ...keys.map((key) => this.lockKey(key)), renewal.token, renewal.ttl];
+  }
+
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
   private fairKeys(key: string): [string, string, string, string] {
     const lockKey = this.lockKey(key);
@@ -167,7 +250,11 @@ export class RedisLockStore implements LockStore {
 
   /** `<prefix>{key}`: the braces keep the lock and its fence counter in one Cluster slot. */
   private lockKey(key: string): string {
-    return `${this.prefix}{${key}}`;
+    return `${this.settings.prefix}{${key}}`;
+  }
+
+  private fenceKey(key: string): string {
+    return `${this.lockKey(key)}:fence`;
   }
 
   /** Connections we open report errors through the Nest logger instead of ioredis' console fallback. */
@@ -185,15 +272,18 @@ export class RedisLockStore implements LockStore {
 /** Token length in hex characters (128 bits). */
 const TOKEN_LENGTH = 32;
 
-/** "r<key>" for a release, "g<token><fence>:<key>" for a fair handover (see redis-scripts.ts). */
+/**
+ * "r<token><key>" for a release, "g<token><fence>:<key>" for a fair handover (see redis-scripts.ts).
+ * For a handover, `releasedBy` is the new holder's token: it identifies the event all the same.
+ */
 export function parseReleaseMessage(message: string): ReleaseNotice | undefined {
-  if (message.startsWith('r')) return { key: message.slice(1) };
-  if (!message.startsWith('g')) return undefined;
   const token = message.slice(1, 1 + TOKEN_LENGTH);
+  if (message.startsWith('r')) return { key: message.slice(1 + TOKEN_LENGTH), releasedBy: token };
+  if (!message.startsWith('g')) return undefined;
   const separator = message.indexOf(':', 1 + TOKEN_LENGTH);
   if (separator < 0) return undefined;
   const fence = Number(message.slice(1 + TOKEN_LENGTH, separator));
-  return { key: message.slice(separator + 1), grantedTo: { token, fence } };
+  return { key: message.slice(separator + 1), releasedBy: token, grantedTo: { token, fence } };
 }
 
 function toError(error: unknown): Error {

@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=lock-options.interface.js.map

@@ -1,5 +1,0 @@
-/** Injection token of the validated module options (defaults filled in). */
-export const LOCK_OPTIONS = Symbol('nestjs-redis-lock:options');
-/** Injection token of the store backing this module's LockService. */
-export const LOCK_STORE = Symbol('nestjs-redis-lock:store');
-//# sourceMappingURL=lock.constants.js.map

@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=lock-store.js.map

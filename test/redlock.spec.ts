@@ -1,0 +1,111 @@
+import { Redis } from 'ioredis';
+import { LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
+import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
+import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+
+describe('Redlock over three independent masters', () => {
+  let masters: RedisServer[];
+  let clients: Redis[];
+  let appA: LockApp;
+  let appB: LockApp;
+  const holders = async (key: string) => (await Promise.all(clients.map((c) => c.get(`lock:{${key}}`)))).filter(Boolean);
+
+  beforeAll(async () => {
+    masters = await RedisServer.startMany(3);
+    clients = masters.map((m) => m.client({ maxRetriesPerRequest: 1 }));
+    const redlock = masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 }));
+    appA = await startLockApp({ redlock, wait: 0 });
+    appB = await startLockApp({ redlock, wait: 0 });
+  });
+  afterAll(async () => {
+    await appA?.close();
+    await appB?.close();
+    await Promise.all(clients.map((c) => c.quit().catch(() => undefined)));
+    await stopAllRedisServers();
+  });
+
+  it('takes the lock on every master and releases it everywhere', async () => {
+    const lock = await appA.locks.acquire('rl:1');
+    expect(await holders('rl:1')).toEqual([lock.token, lock.token, lock.token]);
+    expect(await appB.locks.isLocked('rl:1')).toBe(true);
+    expect(await appB.locks.tryAcquire('rl:1')).toBeNull();
+    await lock.release();
+    expect(await holders('rl:1')).toEqual([]);
+  });
+
+  it('excludes a second app, hands over on release, and keeps fences strictly increasing', async () => {
+    const first = await appA.locks.acquire('rl:2');
+    const waiting = appB.locks.acquire('rl:2', { wait: 20_000 });
+    await first.release();
+    const second = await waiting;
+    expect(second.fence).toBeGreaterThan(first.fence);
+    // Every master's counter was raised to the fence handed out.
+    for (const c of clients) expect(Number(await c.get('lock:{rl:2}:fence'))).toBeGreaterThanOrEqual(second.fence);
+    await second.release();
+  });
+
+  it('takes several keys all or nothing', async () => {
+    const b = await appB.locks.acquire('rl:b');
+    expect(await appA.locks.tryAcquire(['rl:a', 'rl:b'])).toBeNull();
+    expect(await holders('rl:a')).toEqual([]);
+    await b.release();
+    const both = await appA.locks.acquire(['rl:a', 'rl:b']);
+    expect(await holders('rl:a')).toHaveLength(3);
+    await both.release();
+  });
+
+  it('renews by quorum while held', async () => {
+    const lock = await appA.locks.acquire('rl:renew', { ttl: 600 });
+    const expiresAt = lock.expiresAt;
+    const renewed = appA.locks.leaseStats.renewalsSent;
+    await eventually(() => appA.locks.leaseStats.renewalsSent >= renewed + 3, 20_000, 'three renewals');
+    expect(lock.signal.aborted).toBe(false);
+    expect(lock.expiresAt).toBeGreaterThan(expiresAt);
+    expect(await holders('rl:renew')).toHaveLength(3);
+    await lock.release();
+  });
+
+  it('fails with LockNotAcquiredError, not unavailability, when a quorum of masters says busy', async () => {
+    const held = await appA.locks.acquire('rl:busy');
+    await expect(appB.locks.acquire('rl:busy', { wait: 100 })).rejects.toBeInstanceOf(LockNotAcquiredError);
+    await held.release();
+  });
+
+  it('keeps working with one of three masters down, and uses it again once it is back', async () => {
+    await masters[2].stop();
+    const lock = await appA.locks.acquire('rl:down1', { wait: 5_000 });
+    expect((await Promise.all(clients.slice(0, 2).map((c) => c.get('lock:{rl:down1}'))))).toEqual([lock.token, lock.token]);
+    await lock.release();
+
+    await masters[2].restart();
+    await clients[2].ping().catch(() => undefined);
+    let onRestarted: string | null = null;
+    const deadline = Date.now() + 20_000;
+    // The app reconnects on its own; wait until a lock shows up on the restarted master too.
+    while (onRestarted === null && Date.now() < deadline) {
+      const again = await appA.locks.acquire('rl:back', { wait: 5_000 });
+      onRestarted = await clients[2].get('lock:{rl:back}').catch(() => null);
+      expect(onRestarted === null || onRestarted === again.token).toBe(true);
+      await again.release();
+    }
+    expect(onRestarted).not.toBeNull();
+  });
+
+  it('fails with LockUnavailableError within the wait when two of three masters are down, leaving no key on the survivor', async () => {
+    await masters[1].stop();
+    await masters[2].stop();
+    await expect(appA.locks.acquire('rl:down2', { wait: 1_000 })).rejects.toBeInstanceOf(LockUnavailableError);
+    expect(await clients[0].exists('lock:{rl:down2}')).toBe(0);
+  });
+
+  it('aborts the signal when renewal loses the quorum', async () => {
+    // Masters 1 and 2 are still down from the previous test: bring them back, hold, then lose two.
+    await masters[1].restart();
+    await masters[2].restart();
+    const lock = await appA.locks.acquire('rl:lose', { ttl: 1_000, wait: 20_000 });
+    await masters[1].stop();
+    await masters[2].stop();
+    expect(String(await aborted(lock.signal))).toContain('rl:lose');
+    await lock.release();
+  });
+});
