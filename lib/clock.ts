@@ -19,3 +19,11 @@ export function monotonicToEpoch(monotonic: number): number {
 export function driftAllowance(ttl: number): number {
   return Math.min(Math.floor(ttl * 0.01) + 2, Math.floor(ttl / 10));
 }
+
+/** Longest delay a Node timer accepts (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_DELAY_MS = 2_147_483_647;
+
+/** A timer delay clamped to what setTimeout accepts; a timer that fires early just re-arms. */
+export function timerDelay(ms: number): number {
+  return Math.min(MAX_TIMER_DELAY_MS, Math.max(0, Math.ceil(ms)));
+}

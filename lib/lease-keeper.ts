@@ -1,4 +1,4 @@
-import { monotonicNow } from './clock.js';
+import { monotonicNow, timerDelay } from './clock.js';
 import { IndexedMinHeap } from './indexed-heap.js';
 import type { Lease } from './lease.js';
 
@@ -76,7 +76,7 @@ export class LeaseKeeper {
     if (this.timer && this.timerAt <= top.nextEventAt) return;
     this.disarm();
     this.timerAt = top.nextEventAt;
-    this.timer = setTimeout(() => this.tick(), Math.max(0, Math.ceil(top.nextEventAt - monotonicNow())));
+    this.timer = setTimeout(() => this.tick(), timerDelay(top.nextEventAt - monotonicNow()));
     // The Redis connection keeps the process alive while locks are held; this timer need not.
     this.timer.unref();
   }

@@ -1,4 +1,4 @@
-import { monotonicNow } from './clock.js';
+import { monotonicNow, timerDelay } from './clock.js';
 import type { ReleaseNotice } from './stores/lock-store.js';
 
 /** How long a release is remembered, to catch one that raced a waiter's own attempt. */
@@ -38,7 +38,7 @@ export class Waiter {
     if (this.grantedFence !== undefined) return Promise.resolve('granted');
     return new Promise<WakeReason>((resolve) => {
       const onAbort = () => finish('aborted');
-      const timer = setTimeout(() => finish('timeout'), Math.max(0, ms));
+      const timer = setTimeout(() => finish('timeout'), timerDelay(ms));
       const finish = (reason: WakeReason) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);

@@ -1,3 +1,5 @@
+import { timerDelay } from './clock.js';
+
 /** Thrown by {@link withTimeout} when the promise did not settle in time. */
 export class TimeoutError extends Error {
   constructor(ms: number) {
@@ -12,7 +14,7 @@ export class TimeoutError extends Error {
  */
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError(Math.round(ms))), Math.max(0, ms));
+    const timer = setTimeout(() => reject(new TimeoutError(Math.round(ms))), timerDelay(ms));
     promise.then(
       (value) => {
         clearTimeout(timer);

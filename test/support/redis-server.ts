@@ -31,6 +31,20 @@ export interface RedisServerOptions {
   args?: string[];
   /** Started with `--requirepass <password>`; `client()` and `url` carry it. */
   password?: string;
+  /**
+   * Contents of a config file. It is written to `<temp dir>/redis.conf` and
+   * passed as redis-server's first argument, so the harness's own CLI args
+   * (`--port`, `--bind`, `--dir`, ...) and `args` override its directives.
+   * Needed e.g. for `--sentinel`, which requires a (writable) config file. The
+   * file survives kill() + restart() (a server may have rewritten it); after
+   * stop() the next start gets a fresh copy.
+   */
+  config?: string;
+  /**
+   * Extra constraint on the port picked for the server (it is already free and
+   * never 6379), e.g. that `port + 10000` is free too for a cluster bus.
+   */
+  acceptPort?: (port: number) => boolean | Promise<boolean>;
 }
 
 const HOST = '127.0.0.1';
@@ -167,11 +181,11 @@ function bindEphemeralPort(): Promise<number> {
   });
 }
 
-async function pickFreePort(): Promise<number> {
+async function pickFreePort(accept?: (port: number) => boolean | Promise<boolean>): Promise<number> {
   const reserved = reservedPorts();
   for (let i = 0; i < 100; i++) {
     const port = await bindEphemeralPort();
-    if (port !== FORBIDDEN_PORT && !reserved.has(port)) return port;
+    if (port !== FORBIDDEN_PORT && !reserved.has(port) && (!accept || (await accept(port)))) return port;
   }
   throw new Error('RedisServer: could not find a free port on 127.0.0.1');
 }
@@ -254,6 +268,7 @@ export class RedisServer {
 
   private readonly password: string | undefined;
   private readonly extraArgs: readonly string[];
+  private readonly config: string | undefined;
   private dir: string | undefined;
   private current: Run | undefined;
   private readonly output: string[] = [];
@@ -262,13 +277,14 @@ export class RedisServer {
     this.port = port;
     this.password = options.password === '' ? undefined : options.password;
     this.extraArgs = [...(options.args ?? [])];
+    this.config = options.config;
   }
 
   /** Picks a free port, spawns redis-server, resolves when it answers PING. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     let lastError: unknown;
     for (let attempt = 1; attempt <= MAX_START_ATTEMPTS; attempt++) {
-      const server = new RedisServer(await pickFreePort(), options);
+      const server = new RedisServer(await pickFreePort(options.acceptPort), options);
       servers.add(server); // reserve the port while launching
       try {
         await server.launch();
@@ -377,6 +393,11 @@ export class RedisServer {
     return this.dir;
   }
 
+  /** Path of the config file written from the `config` option (undefined without it, or after stop()). */
+  get configPath(): string | undefined {
+    return this.config !== undefined && this.dir !== undefined ? path.join(this.dir, 'redis.conf') : undefined;
+  }
+
   /** The last (up to 50) lines the process printed, for diagnostics. */
   get recentOutput(): string {
     return this.output.join('\n');
@@ -385,7 +406,13 @@ export class RedisServer {
   // -------------------------------------------------------------------------
 
   private args(dir: string): string[] {
-    const args = [
+    const args: string[] = [];
+    if (this.config !== undefined) {
+      const file = path.join(dir, 'redis.conf');
+      if (!fs.existsSync(file)) fs.writeFileSync(file, this.config);
+      args.push(file);
+    }
+    args.push(
       '--port', String(this.port),
       '--bind', HOST,
       '--save', '',
@@ -393,7 +420,7 @@ export class RedisServer {
       '--daemonize', 'no',
       '--protected-mode', 'no',
       '--dir', dir,
-    ];
+    );
     if (this.password !== undefined) args.push('--requirepass', this.password);
     args.push(...this.extraArgs);
     return args;
