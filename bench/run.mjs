@@ -1,0 +1,488 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: nestjs-redis-lock against the raw floor (SET NX PX + compare-and-delete
+ * script), redlock 5 and redis-semaphore, in one process and one run, on a private redis-server
+ * (free port, never 6379) that is stopped at the end. Prints a table per scenario and writes the
+ * same to BENCHMARKS.md. Needs the built library (dist/) and node --expose-gc.
+ *
+ *   node --expose-gc bench/run.mjs [--quick]     (--quick: a tenth of the work, for a smoke test;
+ *                                                  does not write BENCHMARKS.md)
+ */
+import 'reflect-metadata';
+import fs from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { LockModule, LockService, WithLock } from 'nestjs-redis-lock';
+import { oursAdapter, oursFairAdapter, rawAdapter, redlockAdapter, semaphoreAdapter } from './adapters.mjs';
+import { clientRequests, now, percentile } from './measure.mjs';
+import { fmt, ratio, table } from './report.mjs';
+import { RedisServer, redisServerVersion } from './redis-server.mjs';
+import { C_HOLD_MS, C_OFF_LOCK_MS, C_WAIT_MS, concurrentPairs, contended, decoratorOverhead, manyHeld, randomKeys, serialPairs } from './scenarios.mjs';
+
+const QUICK = process.argv.includes('--quick');
+const scale = (n) => (QUICK ? Math.max(1, Math.round(n / 10)) : n);
+const SIZE = {
+  A: scale(10_000),
+  B: scale(30_000),
+  B_LOOPS: 64,
+  C: scale(500),
+  C_WORKERS: [16, 32],
+  D: scale(5_000),
+  E: scale(10_000),
+  E_TTL: 3_000,
+  E_WINDOW: QUICK ? 1_500 : 6_000,
+};
+/** A and B are split into rounds, the libraries taking turns (rotating who goes first): the machine's drift hits all alike. */
+const ROUNDS = 10;
+const RUN_DEADLINE_MS = 8 * 60_000;
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const versionOf = (name) => {
+  const file = name === 'nestjs-redis-lock' ? `${ROOT}/package.json` : `${ROOT}/node_modules/${name}/package.json`;
+  return JSON.parse(fs.readFileSync(file, 'utf8')).version.replace(/^v/, '');
+};
+const BENCHMARKS_MD = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
+
+const log = (...args) => console.error(...args);
+const gc = () => globalThis.gc();
+
+// ---------------------------------------------------------------------------------------------
+// Nest app for "ours", with a decorated provider for scenario D
+// ---------------------------------------------------------------------------------------------
+
+class DecoratedWorker {
+  work(id) {
+    return id;
+  }
+}
+// @WithLock('d:<0>') applied by hand (plain JS has no decorator syntax): positional, so the
+// parameter names the decorator reads from the source are not needed.
+{
+  const descriptor = Object.getOwnPropertyDescriptor(DecoratedWorker.prototype, 'work');
+  WithLock('d:<0>')(DecoratedWorker.prototype, 'work', descriptor);
+  Object.defineProperty(DecoratedWorker.prototype, 'work', descriptor);
+  Injectable()(DecoratedWorker);
+}
+
+function benchModule(url) {
+  class BenchModule {}
+  Module({ imports: [LockModule.forRoot({ redis: url })], providers: [DecoratedWorker] })(BenchModule);
+  return BenchModule;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(resources) {
+  if (typeof globalThis.gc !== 'function') throw new Error('run with node --expose-gc (npm run bench does)');
+  const startedAt = new Date();
+  const loadBefore = os.loadavg();
+  const t0 = now();
+
+  const server = await RedisServer.start();
+  resources.server = server;
+  log(`redis-server ${redisServerVersion()} on ${server.url}`);
+
+  const client = () => {
+    const redis = new Redis(server.url, { lazyConnect: false });
+    resources.clients.push(redis);
+    return redis;
+  };
+  const admin = client();
+  const raw = rawAdapter(client());
+  const semaphore = semaphoreAdapter(client());
+  const redlock = redlockAdapter(client());
+  const app = await NestFactory.createApplicationContext(benchModule(server.url), { logger: ['error', 'warn'] });
+  resources.app = app;
+  const locks = app.get(LockService);
+  const ours = oursAdapter(locks);
+  const worker = app.get(DecoratedWorker);
+  await Promise.all(resources.clients.map((redis) => redis.ping()));
+
+  const libs = [raw, semaphore, redlock, ours];
+  const results = { A: {}, B: {}, C: {}, D: undefined, E: {} };
+
+  // Warm-up: every code path once (scripts loaded into Redis, JIT), not measured.
+  log('warm-up');
+  for (const lib of libs) {
+    await serialPairs(lib, randomKeys('w', 500));
+    await concurrentPairs(lib, Array.from({ length: 16 }, () => randomKeys('w', 30)));
+    await contended(lib, { workers: 8, total: 40, key: 'warm' });
+  }
+  await admin.flushall();
+
+  // A: serial --------------------------------------------------------------------------------
+  log(`A: serial, ${SIZE.A} acquire+release per library`);
+  const aKeys = randomKeys('a', SIZE.A);
+  const aAcc = new Map(libs.map((lib) => [lib, { elapsed: 0, latencies: [] }]));
+  for (let r = 0; r < ROUNDS; r++) {
+    const part = aKeys.slice((r * SIZE.A) / ROUNDS, ((r + 1) * SIZE.A) / ROUNDS);
+    for (const lib of rotate(libs, r)) {
+      gc();
+      const { elapsed, latencies } = await serialPairs(lib, part);
+      const acc = aAcc.get(lib);
+      acc.elapsed += elapsed;
+      acc.latencies.push(...latencies);
+    }
+  }
+  for (const [lib, acc] of aAcc) {
+    results.A[lib.name] = {
+      opsPerSec: (acc.latencies.length / acc.elapsed) * 1000,
+      p50: percentile(acc.latencies, 0.5),
+      p99: percentile(acc.latencies, 0.99),
+    };
+  }
+  await admin.flushall();
+
+  // B: concurrent ------------------------------------------------------------------------------
+  log(`B: ${SIZE.B_LOOPS} concurrent loops, ${SIZE.B} pairs per library`);
+  const bAcc = new Map(libs.map((lib) => [lib, { elapsed: 0, latencies: [] }]));
+  const perRound = SIZE.B / ROUNDS;
+  for (let r = 0; r < ROUNDS; r++) {
+    const loops = Array.from({ length: SIZE.B_LOOPS }, (_, i) =>
+      randomKeys(`b${i}`, Math.floor(perRound / SIZE.B_LOOPS) + (i < perRound % SIZE.B_LOOPS ? 1 : 0)),
+    );
+    for (const lib of rotate(libs, r)) {
+      gc();
+      const { elapsed, latencies } = await concurrentPairs(lib, loops);
+      const acc = bAcc.get(lib);
+      acc.elapsed += elapsed;
+      acc.latencies.push(...latencies);
+    }
+  }
+  for (const [lib, acc] of bAcc) {
+    results.B[lib.name] = {
+      opsPerSec: (acc.latencies.length / acc.elapsed) * 1000,
+      p50: percentile(acc.latencies, 0.5),
+      p99: percentile(acc.latencies, 0.99),
+    };
+  }
+  await admin.flushall();
+
+  // C: contended -------------------------------------------------------------------------------
+  const oursFair = oursFairAdapter(locks);
+  try {
+    await contended(oursFair, { workers: 8, total: 40, key: 'warm-fair' });
+  } catch (error) {
+    log(`C: fair mode unavailable, row skipped: ${error?.message ?? error}`);
+  }
+  for (const workers of SIZE.C_WORKERS) {
+    results.C[workers] = {};
+    for (const lib of [...libs, oursFair]) {
+      log(`C: ${workers} workers on one key, ${SIZE.C} acquisitions: ${lib.name}`);
+      gc();
+      try {
+        results.C[workers][lib.name] = await contended(lib, { workers, total: SIZE.C, key: `c${workers}`, admin });
+      } catch (error) {
+        if (lib !== oursFair) throw error;
+        log(`C: ${lib.name} failed, row skipped: ${error?.message ?? error}`);
+      }
+    }
+  }
+  await admin.flushall();
+
+  // D: decorator ---------------------------------------------------------------------------------
+  log(`D: @WithLock vs withLock, ${SIZE.D} calls each`);
+  gc();
+  results.D = await decoratorOverhead(
+    {
+      decorated: (key) => worker.work(key),
+      direct: (key) => locks.withLock(`d:${key}`, () => key),
+      reference: async (key) => raw.release(await raw.acquire(`d:${key}`)),
+    },
+    { calls: SIZE.D },
+  );
+  await admin.flushall();
+
+  // E: scale -------------------------------------------------------------------------------------
+  for (const lib of libs) {
+    log(`E: ${SIZE.E} locks held at once, ttl ${SIZE.E_TTL}, ${SIZE.E_WINDOW} ms window: ${lib.name}`);
+    results.E[lib.name] = await manyHeld(lib, {
+      count: SIZE.E,
+      ttl: SIZE.E_TTL,
+      windowMs: SIZE.E_WINDOW,
+      admin,
+      leaseStats: lib === ours ? () => locks.leaseStats : undefined,
+    });
+    await admin.flushall();
+  }
+  results.ourLeaseStatsAtEnd = locks.leaseStats;
+
+  const elapsedS = (now() - t0) / 1000;
+  const env = {
+    date: startedAt.toISOString(),
+    node: process.version,
+    redis: redisServerVersion(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    versions: {
+      'nestjs-redis-lock': versionOf('nestjs-redis-lock'),
+      redlock: versionOf('redlock'),
+      'redis-semaphore': versionOf('redis-semaphore'),
+      ioredis: versionOf('ioredis'),
+      '@nestjs/core': versionOf('@nestjs/core'),
+    },
+    elapsedS,
+    load: `${loadBefore.map((l) => l.toFixed(2)).join(' / ')} before, ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} after (1/5/15 min)`,
+    settings: Object.fromEntries([...libs, oursFair].map((lib) => [lib.name, { C: lib.settingsC, E: lib.settingsE }])),
+  };
+  const markdown = render(results, env);
+  console.log(markdown);
+  if (!QUICK) {
+    fs.writeFileSync(BENCHMARKS_MD, `${markdown}\n${analysisSection()}`);
+    log(`wrote ${BENCHMARKS_MD}`);
+  }
+  log(`done in ${elapsedS.toFixed(1)} s; client requests counted: ${clientRequests.count}`);
+}
+
+function rotate(list, by) {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+const OURS = 'nestjs-redis-lock';
+const PEERS = ['redis-semaphore', 'redlock'];
+
+function render(results, env) {
+  const out = [];
+  const { A, B, C, D, E } = results;
+  const names = Object.keys(A);
+  out.push('# Benchmarks');
+  out.push('');
+  out.push('Generated by `npm run bench` (bench/run.mjs): one process, one run, against a private');
+  out.push('`redis-server` on a free loopback port, started and stopped by the benchmark.');
+  out.push('');
+  out.push(`- Command: \`npm run bench\` (= \`npm run build && node --expose-gc bench/run.mjs\`)`);
+  out.push(`- Date: ${env.date}; whole run ${env.elapsedS.toFixed(1)} s`);
+  out.push(`- Node ${env.node}; Redis ${env.redis}; ${env.platform}`);
+  out.push(`- CPU: ${env.cpu}, ${env.cores} cores (os.cpus()); Redis and Node share them`);
+  out.push(`- Load average: ${env.load} — anything else running on the machine shows up as noise here`);
+  out.push(`- Versions: ${Object.entries(env.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.push('');
+  out.push('Contenders (each with its own ioredis connection; ours from a Nest application context with');
+  out.push('`LockModule.forRoot({ redis: url })` and `LockService`):');
+  out.push('');
+  out.push('- **raw**: `SET key token NX PX ttl` + compare-and-delete Lua script (EVALSHA) — 2 round trips, the floor. In C it polls every 1 ms.');
+  out.push('- **redis-semaphore** `Mutex`, default options. **redlock** with one client, default settings.');
+  out.push('- Settings used in C (wait 30 s for everyone, so nobody times out):');
+  for (const [name, s] of Object.entries(env.settings)) out.push(`  - ${name}: ${s.C}`);
+  out.push('');
+  out.push('"× raw" is each figure divided by the raw floor\'s (for ops/s higher is better, for latency lower).');
+  out.push('');
+
+  out.push(`## A. Serial: one loop, ${fmt.int(SIZE.A)} acquire+release pairs on random keys`);
+  out.push('');
+  out.push(
+    table(
+      ['library', 'pairs/s', '× raw', 'p50 µs', '× raw', 'p99 µs', '× raw'],
+      names.map((n) => [n, fmt.int(A[n].opsPerSec), ratio(A[n].opsPerSec, A.raw.opsPerSec), fmt.us(A[n].p50), ratio(A[n].p50, A.raw.p50), fmt.us(A[n].p99), ratio(A[n].p99, A.raw.p99)]),
+    ),
+  );
+  out.push('');
+  out.push(`## B. Concurrent: ${SIZE.B_LOOPS} loops on distinct keys, ${fmt.int(SIZE.B)} pairs in all`);
+  out.push('');
+  out.push(
+    table(
+      ['library', 'pairs/s', '× raw', 'p50 µs', '× raw', 'p99 µs', '× raw'],
+      names.map((n) => [n, fmt.int(B[n].opsPerSec), ratio(B[n].opsPerSec, B.raw.opsPerSec), fmt.us(B[n].p50), ratio(B[n].p50, B.raw.p50), fmt.us(B[n].p99), ratio(B[n].p99, B.raw.p99)]),
+    ),
+  );
+  out.push('');
+  out.push(`A and B run in ${ROUNDS} equal rounds, the libraries taking turns (rotating who goes first), after a warm-up; pairs/s = all pairs / time spent in them.`);
+  out.push('');
+
+  out.push(`## C. Contended: one key, hold ${C_HOLD_MS} ms, ${C_OFF_LOCK_MS} ms off-lock, ${fmt.int(SIZE.C)} acquisitions, wait ${C_WAIT_MS / 1000} s`);
+  out.push('');
+  for (const workers of Object.keys(C)) {
+    const c = C[workers];
+    const names = Object.keys(c);
+    out.push(`### ${workers} workers`);
+    out.push('');
+    out.push(
+      table(
+        ['library', 'acq/s', '× raw', 'busy %', '× raw', 'handoff p50 ms', '× raw', 'handoff p99 ms', '× raw', 'Redis cmds/acq', '× raw', 'requests/acq', '× raw', 'overlaps', 'timeouts'],
+        names.map((n) => [
+          n,
+          fmt.int(c[n].acqPerSec),
+          ratio(c[n].acqPerSec, c.raw.acqPerSec),
+          fmt.pct(c[n].busyPct),
+          ratio(c[n].busyPct, c.raw.busyPct),
+          fmt.ms(c[n].handoffP50),
+          ratio(c[n].handoffP50, c.raw.handoffP50),
+          fmt.ms(c[n].handoffP99),
+          ratio(c[n].handoffP99, c.raw.handoffP99),
+          fmt.n(c[n].cmdsPerAcq, 1),
+          ratio(c[n].cmdsPerAcq, c.raw.cmdsPerAcq),
+          fmt.n(c[n].reqPerAcq, 1),
+          ratio(c[n].reqPerAcq, c.raw.reqPerAcq),
+          c[n].overlaps,
+          c[n].failures,
+        ]),
+      ),
+    );
+    out.push('');
+    out.push('Redis commands per acquisition, by command:');
+    out.push('');
+    for (const n of names) {
+      const parts = Object.entries(c[n].perCommand)
+        .sort((a, b) => b[1] - a[1])
+        .map(([cmd, v]) => `${cmd} ${v.toFixed(2)}`);
+      out.push(`- ${n}: ${parts.join(', ')}`);
+    }
+    out.push('');
+  }
+  out.push('- busy % = union of held intervals (acquire resolved → release resolved) / wall time (first request → last release).');
+  out.push('- handoff = previous holder\'s release resolved → next holder\'s acquire resolved (0 if the next one was first).');
+  out.push('- Redis cmds/acq = delta of `INFO commandstats` calls over all commands (INFO excluded; commands run inside');
+  out.push('  Lua scripts count, as Redis counts them) / acquisitions. requests/acq = commands the process sent');
+  out.push('  (ioredis `sendCommand`, pipelined or not) / acquisitions, i.e. round trips without pipelining.');
+  out.push('- overlaps = times a worker entered the critical section while another was in it (in-process counter; must be 0).');
+  out.push('');
+
+  out.push(`## D. @WithLock('d:<0>') vs locks.withLock(key, fn): ${fmt.int(D.calls)} serial calls each, random keys`);
+  out.push('');
+  const dec = D.decorated;
+  const dir = D.direct;
+  const ref = D.reference;
+  out.push(
+    table(
+      ['form', 'median µs/call', '× raw', 'mean µs/call', '× raw', 'overhead vs withLock (median)', 'overhead (mean)'],
+      [
+        ['@WithLock method', fmt.n(dec.medianUs, 1), ratio(dec.medianUs, ref.medianUs), fmt.n(dec.meanUs, 1), ratio(dec.meanUs, ref.meanUs), `${fmt.n(dec.medianUs - dir.medianUs, 1)} µs (${fmt.n((dec.medianUs / dir.medianUs - 1) * 100, 1)} %)`, `${fmt.n(dec.meanUs - dir.meanUs, 1)} µs (${fmt.n((dec.meanUs / dir.meanUs - 1) * 100, 1)} %)`],
+        ['locks.withLock', fmt.n(dir.medianUs, 1), ratio(dir.medianUs, ref.medianUs), fmt.n(dir.meanUs, 1), ratio(dir.meanUs, ref.meanUs), '—', '—'],
+        ['raw acquire+release (reference)', fmt.n(ref.medianUs, 1), '1.00×', fmt.n(ref.meanUs, 1), '1.00×', '—', '—'],
+      ],
+    ),
+  );
+  out.push('');
+  out.push('The three forms are interleaved call by call (order rotating), each call timed on its own.');
+  out.push('');
+
+  out.push(`## E. Scale: ${fmt.int(SIZE.E)} locks held at once, ttl ${SIZE.E_TTL} ms, renewals watched for ${SIZE.E_WINDOW / 1000} s`);
+  out.push('');
+  out.push(
+    table(
+      ['library', 'heap B/lock', '× raw', 'heap B/lock after window', 'renewals/s', 'Redis cmds/s', 'requests/s', 'acquire all ms', 'release all ms', 'lost while held'],
+      names.map((n) => [
+        n,
+        fmt.int(E[n].bytesPerLock),
+        ratio(E[n].bytesPerLock, E.raw.bytesPerLock),
+        fmt.int(E[n].bytesPerLockSteady),
+        E[n].renewalsPerSec > 0 ? fmt.int(E[n].renewalsPerSec) : '0 (no renewal)',
+        fmt.int(E[n].serverCmdsPerSec),
+        fmt.int(E[n].requestsPerSec),
+        fmt.int(E[n].acquireMs),
+        fmt.int(E[n].releaseMs),
+        n === 'raw' ? `${E[n].lost} (expired: no renewal)` : E[n].lost,
+      ]),
+    ),
+  );
+  out.push('');
+  const eo = E[OURS];
+  out.push(`- Heap per lock = (heapUsed after gc with all ${fmt.int(SIZE.E)} held − before) / ${fmt.int(SIZE.E)}; "after window" measured again after the renewal window.`);
+  out.push(`- Renewal settings: ${Object.entries(env.settings).filter(([, s]) => s.E).map(([n, s]) => `${n}: ${s.E}`).join('; ')}. raw keeps only key + token, no renewal.`);
+  out.push(`- Ours: ${fmt.n(eo.batchesPerSec, 1)} renewal batches/s (leaseStats.renewalBatches), ${eo.timers} timer armed, ${fmt.int(eo.scheduled)} leases scheduled during the window; expected renewals/s = ${fmt.int(SIZE.E)} / (ttl/3) = ${fmt.int(SIZE.E / (SIZE.E_TTL / 3000))}.`);
+  out.push(`- Renewals/s: ours from leaseStats.renewalsSent, the others from EVALSHA calls in INFO commandstats.`);
+  out.push('');
+
+  out.push('## Targets');
+  out.push('');
+  out.push(table(['target', 'measured', 'result'], targets(results).map((t) => [t.what, t.value, t.met ? 'met' : '**missed**'])));
+  out.push('');
+  return out.join('\n');
+}
+
+function targets({ A, B, C, D, E }) {
+  const list = [];
+  const add = (what, value, met) => list.push({ what, value, met });
+  for (const [label, s] of [['A', A], ['B', B]]) {
+    const o = s[OURS].opsPerSec;
+    const bestPeer = Math.max(...PEERS.map((p) => s[p].opsPerSec));
+    const bestName = PEERS.find((p) => s[p].opsPerSec === bestPeer);
+    add(`${label}: ops/s ≥ 0.85× raw`, `${fmt.int(o)} = ${ratio(o, s.raw.opsPerSec)} raw`, o >= 0.85 * s.raw.opsPerSec);
+    add(`${label}: ops/s ≥ 0.95× best peer`, `${ratio(o, bestPeer)} ${bestName}`, o >= 0.95 * bestPeer);
+  }
+  const workerCounts = Object.keys(C).map(Number).sort((a, b) => a - b);
+  for (const w of workerCounts) {
+    const c = C[w];
+    const o = c[OURS];
+    add(`C${w}: busy % ≥ 85`, fmt.pct(o.busyPct), o.busyPct >= 85);
+    add(`C${w}: acq/s ≥ 3× redlock`, `${fmt.int(o.acqPerSec)} = ${ratio(o.acqPerSec, c.redlock.acqPerSec)}`, o.acqPerSec >= 3 * c.redlock.acqPerSec);
+    add(`C${w}: acq/s ≥ 1.5× redis-semaphore`, ratio(o.acqPerSec, c['redis-semaphore'].acqPerSec), o.acqPerSec >= 1.5 * c['redis-semaphore'].acqPerSec);
+    add(`C${w}: handoff p50 < 0.5 ms`, `${fmt.ms(o.handoffP50)} ms`, o.handoffP50 < 0.5);
+    add(`C${w}: handoff p99 < 3 ms`, `${fmt.ms(o.handoffP99)} ms`, o.handoffP99 < 3);
+    add(`C${w}: Redis commands/acquisition ≤ 6 (commandstats, incl. in-script)`, `${fmt.n(o.cmdsPerAcq, 1)} (requests/acq ${fmt.n(o.reqPerAcq, 1)})`, o.cmdsPerAcq <= 6);
+    add(`C${w}: 0 overlaps, 0 timeouts`, `${o.overlaps} / ${o.failures}`, o.overlaps === 0 && o.failures === 0);
+  }
+  if (workerCounts.length >= 2) {
+    const [lo, hi] = [workerCounts[0], workerCounts[workerCounts.length - 1]];
+    const a = C[lo][OURS].cmdsPerAcq;
+    const b = C[hi][OURS].cmdsPerAcq;
+    add(`C: commands/acquisition flat when workers double (${lo}→${hi}, within +10 %)`, `${fmt.n(a, 1)} → ${fmt.n(b, 1)} (${ratio(b, a)})`, b <= a * 1.1);
+  }
+  const dMedian = (D.decorated.medianUs / D.direct.medianUs - 1) * 100;
+  const dMean = (D.decorated.meanUs / D.direct.meanUs - 1) * 100;
+  add('D: @WithLock overhead < 5 % (median per call; mean in brackets)', `${fmt.n(dMedian, 1)} % = ${fmt.n(D.decorated.medianUs - D.direct.medianUs, 1)} µs (mean ${fmt.n(dMean, 1)} %)`, dMedian < 5);
+  add('E: heap per held lock < 2 KB', `${fmt.int(E[OURS].bytesPerLock)} B (after window ${fmt.int(E[OURS].bytesPerLockSteady)} B)`, E[OURS].bytesPerLock < 2048 && E[OURS].bytesPerLockSteady < 2048);
+  return list;
+}
+
+/** Hand-written analysis kept beside the bench (bench/ANALYSIS.md), appended if present. */
+function analysisSection() {
+  const file = fileURLToPath(new URL('./ANALYSIS.md', import.meta.url));
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run, and always clean up: Nest app, every connection, the redis-server.
+// ---------------------------------------------------------------------------------------------
+
+const resources = { server: undefined, app: undefined, clients: [] };
+
+async function cleanup() {
+  const steps = [];
+  if (resources.app) steps.push(resources.app.close().catch((e) => log(`closing the Nest app: ${e}`)));
+  await Promise.all(steps);
+  resources.app = undefined;
+  await Promise.all(
+    resources.clients.map((redis) => (redis.status === 'ready' ? redis.quit().catch(() => redis.disconnect()) : redis.disconnect())),
+  );
+  resources.clients = [];
+  if (resources.server) await resources.server.stop();
+  resources.server = undefined;
+}
+
+let cleaningUp;
+const onSignal = (signal) => {
+  log(`${signal}: stopping`);
+  cleaningUp ??= cleanup();
+  cleaningUp.finally(() => process.exit(130));
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+const watchdog = setTimeout(() => {
+  log(`bench: still running after ${RUN_DEADLINE_MS / 60_000} min, giving up`);
+  process.exitCode = 1;
+  cleaningUp ??= cleanup();
+  cleaningUp.finally(() => process.exit(1));
+}, RUN_DEADLINE_MS);
+watchdog.unref();
+
+try {
+  await main(resources);
+} catch (error) {
+  process.exitCode = 1;
+  log(error?.stack ?? error);
+} finally {
+  cleaningUp ??= cleanup();
+  await cleaningUp;
+  clearTimeout(watchdog);
+}
