@@ -28,7 +28,8 @@ export class Lease implements HeapItem {
   /** The lease keeper's next look at this lease (renewal, expiry or maxHold), monotonic ms. */
   nextEventAt = Number.POSITIVE_INFINITY;
 
-  private readonly controller = new AbortController();
+  /** Made on first use: most leases are released without anyone reading their signal. */
+  private controller: AbortController | undefined;
 
   constructor(
     readonly keys: readonly string[],
@@ -49,6 +50,7 @@ export class Lease implements HeapItem {
   }
 
   get signal(): AbortSignal {
+    this.controller ??= new AbortController();
     return this.controller.signal;
   }
 
@@ -65,6 +67,7 @@ export class Lease implements HeapItem {
   lose(reason: LockLostError): boolean {
     if (this.state !== 'held') return false;
     this.state = 'lost';
+    this.controller ??= new AbortController();
     this.controller.abort(reason);
     return true;
   }

@@ -1,11 +1,11 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
 import { monotonicNow } from './clock.js';
 import { runWithCurrentLock } from './current-lock.js';
 import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
+import { newOwnerToken } from './owner-token.js';
 import { LeaseKeeper, type LeaseLossReason } from './lease-keeper.js';
 import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
 import { assertValidKey, normalizeKeys } from './lock-keys.js';
@@ -13,7 +13,7 @@ import { MESSAGES } from './lock.messages.js';
 import { resolveCallOptions, type ResolvedCallOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { Lock, type LeaseOwner } from './lock.js';
 import { ReleaseWaiters, type Waiter } from './release-waiters.js';
-import type { AcquireOutcome, LockStore } from './stores/lock-store.js';
+import type { AcquireOutcome, LockStore, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
 
 /** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
@@ -216,12 +216,15 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   /** One acquisition in Redis, waiting (by release notification, with a slow poll as safety net). */
   private async acquireLease(keys: string[], call: ResolvedCallOptions, orNull: boolean): Promise<Lease | null> {
-    const token = randomBytes(16).toString('hex');
+    const token = newOwnerToken();
     const start = monotonicNow();
     const deadline = start + call.wait;
     // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
     const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
     const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
+    // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
+    // holder's release announce itself.
+    const intent: WaitIntent = { announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0, fair };
     let waiter: Waiter | undefined;
     let busyKey: string | undefined;
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
@@ -241,7 +244,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         let failure: unknown;
         try {
           outcome = await withTimeout(
-            this.store.acquire(keys, token, call.ttl, fair),
+            this.store.acquire(keys, token, call.ttl, intent),
             Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
           );
         } catch (error) {

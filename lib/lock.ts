@@ -27,10 +27,10 @@ export class Lock implements AsyncDisposable {
    * the resource you protect and have it reject writes carrying a smaller fence than it has seen.
    */
   readonly fence: number;
-  /** Fencing token per key (for multi-key locks). */
-  readonly fences: Readonly<Record<string, number>>;
   private released = false;
   private readonly leases: readonly Lease[];
+  private readonly leaseOfKey: readonly Lease[];
+  private fencesByKey: Readonly<Record<string, number>> | undefined;
   private combinedSignal: AbortSignal | undefined;
 
   /** @internal Locks are made by LockService. */
@@ -43,13 +43,22 @@ export class Lock implements AsyncDisposable {
     private readonly owner: LeaseOwner,
   ) {
     this.keys = Object.freeze([...keys]);
-    this.leases = [...new Set(leaseOfKey)];
+    this.leaseOfKey = leaseOfKey;
+    this.leases = leaseOfKey.length === 1 ? leaseOfKey : [...new Set(leaseOfKey)];
     // The token is the one this call created if it created one, else the outer holder's.
     this.token = (ownLease ?? this.leases[0]).token;
-    const fences: Record<string, number> = {};
-    keys.forEach((key, i) => (fences[key] = leaseOfKey[i].fenceOf(key)));
-    this.fences = Object.freeze(fences);
-    this.fence = fences[keys[0]];
+    this.fence = leaseOfKey[0].fenceOf(keys[0]);
+  }
+
+  /** Fencing token per key (for multi-key locks). */
+  get fences(): Readonly<Record<string, number>> {
+    if (!this.fencesByKey) {
+      // Built on demand: an object keyed by user keys is costly to make on every acquire.
+      const fences: Record<string, number> = {};
+      this.keys.forEach((key, i) => (fences[key] = this.leaseOfKey[i].fenceOf(key)));
+      this.fencesByKey = Object.freeze(fences);
+    }
+    return this.fencesByKey;
   }
 
   /** Aborts, with a `LockLostError` as reason, when the lease can no longer be guaranteed. */

@@ -18,10 +18,15 @@ export interface ReleaseNotice {
   grantedTo?: { token: string; fence: number };
 }
 
-/** Fair mode of one acquire attempt: queue the caller when the key is busy. */
-export interface FairWaiting {
-  /** How long the queued caller counts as present without trying again (ms). */
-  presenceTtl: number;
+/** How the caller of one acquire attempt will wait if the key is busy. */
+export interface WaitIntent {
+  /**
+   * How long (ms) a busy key stays marked as wanted, so its release is announced; 0 when the
+   * caller will not wait. The caller tries again within this time while it waits.
+   */
+  announceFor: number;
+  /** Fair mode (one key): queue the caller; `presenceTtl` is how long it counts as present without trying again. */
+  fair?: { presenceTtl: number };
 }
 
 /** One lease to renew in a batch. */
@@ -38,10 +43,10 @@ export interface Renewal {
  */
 export interface LockStore {
   /**
-   * Takes every key for `token` with a `ttl` ms lease, or none of them. With `fair` (one key only),
-   * a busy answer also queues the caller, and a free key goes to whoever queued first.
+   * Takes every key for `token` with a `ttl` ms lease, or none of them. With `intent.fair` (one key
+   * only), a busy answer also queues the caller, and a free key goes to whoever queued first.
    */
-  acquire(keys: readonly string[], token: string, ttl: number, fair?: FairWaiting): Promise<AcquireOutcome>;
+  acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome>;
   /** Renews several leases in one round trip: true renewed, false not ours any more, Error unknown. */
   extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>>;
   /**

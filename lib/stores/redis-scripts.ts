@@ -9,15 +9,19 @@
  */
 
 /**
- * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys; ARGV[1] token, ARGV[2] ttl ms.
- * All or nothing: nothing is written unless every lock key is free.
+ * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys, KEYS[2n+1..3n] their "wanted" markers;
+ * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted (0: the caller
+ * will not wait). All or nothing: nothing is written unless every lock key is free.
  * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, its PTTL}.
  */
 export const ACQUIRE_SCRIPT = `
-local n = #KEYS / 2
+local n = #KEYS / 3
 for i = 1, n do
   local pttl = redis.call('PTTL', KEYS[i])
   if pttl ~= -2 then
+    if tonumber(ARGV[3]) > 0 then
+      redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
+    end
     return {0, i, pttl}
   end
 end
@@ -46,17 +50,23 @@ return 1
 `;
 
 /**
- * KEYS lock keys; ARGV[1] token, ARGV[2] release channel, ARGV[3..] the user keys (for the message).
- * Deletes only keys still owned by the token and publishes "r<token><key>" for each, so waiters
- * wake at once (the token lets a Redlock subscriber count one release heard from several masters once).
+ * KEYS[1..n] lock keys, KEYS[n+1..2n] their "wanted" markers; ARGV[1] token, ARGV[2] release
+ * channel, ARGV[3..] the user keys (for the message).
+ * Deletes only keys still owned by the token. A key someone is waiting for (its marker, refreshed
+ * by every waiting attempt, still exists) is announced as "r<token><key>" so waiters wake at once;
+ * the token lets a Redlock subscriber count one release heard from several masters once. A key
+ * nobody waits for is not announced, so releases cost the other processes nothing.
  * Returns how many keys were released.
  */
 export const RELEASE_SCRIPT = `
+local n = #KEYS / 2
 local released = 0
-for i = 1, #KEYS do
+for i = 1, n do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
-    redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
+    if redis.call('EXISTS', KEYS[n + i]) == 1 then
+      redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
+    end
     released = released + 1
   end
 end

@@ -3,7 +3,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { isRedisClient } from '../lock-options.validation.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
-import type { AcquireOutcome, FairWaiting, LockStore, ReleaseNotice, Renewal } from './lock-store.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
   EXTEND_SCRIPT,
@@ -90,23 +90,24 @@ export class RedisLockStore implements LockStore {
     return this.client.isCluster === true;
   }
 
-  async acquire(keys: readonly string[], token: string, ttl: number, fair?: FairWaiting): Promise<AcquireOutcome> {
-    if (fair) {
-      const reply = await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, fair.presenceTtl);
+  async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
+    if (intent.fair) {
+      const reply = await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, intent.fair.presenceTtl);
       if (reply[0] !== 1) return { acquired: false, busyKey: keys[0], busyForMs: Number(reply[2]) };
-      await this.awaitReplicas(keys, token, true);
+      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, true);
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
+    }
+    if (!this.isCluster) {
+      // The common case, kept to one script call with no extra allocation.
+      const reply = await this.acquireGroup(keys, token, ttl, intent.announceFor);
+      if (reply[0] !== 1) return { acquired: false, busyKey: keys[Number(reply[1]) - 1], busyForMs: Number(reply[2]) };
+      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, false);
+      return { acquired: true, fences: reply.slice(1).map(Number) };
     }
     const fences = new Map<string, number>();
     const taken: string[][] = [];
     for (const group of this.slotGroups(keys)) {
-      const reply = await this.client.nestjsRedisLockAcquire(
-        group.length * 2,
-        ...group.map((key) => this.lockKey(key)),
-        ...group.map((key) => this.fenceKey(key)),
-        token,
-        ttl,
-      );
+      const reply = await this.acquireGroup(group, token, ttl, intent.announceFor);
       if (reply[0] !== 1) {
         // All or nothing across slots: give back the slots already taken.
         await Promise.all(taken.map((done) => this.release(done, token)));
@@ -115,8 +116,19 @@ export class RedisLockStore implements LockStore {
       taken.push(group);
       group.forEach((key, i) => fences.set(key, Number(reply[i + 1])));
     }
-    await this.awaitReplicas(keys, token, false);
     return { acquired: true, fences: keys.map((key) => fences.get(key) as number) };
+  }
+
+  private acquireGroup(keys: readonly string[], token: string, ttl: number, announceFor: number): Promise<Array<number | string>> {
+    return this.client.nestjsRedisLockAcquire(
+      keys.length * 3,
+      ...keys.map((key) => this.lockKey(key)),
+      ...keys.map((key) => this.fenceKey(key)),
+      ...keys.map((key) => this.wantedKey(key)),
+      token,
+      ttl,
+      announceFor,
+    );
   }
 
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
@@ -146,12 +158,20 @@ export class RedisLockStore implements LockStore {
 
   async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
     if (fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
-    const released = await Promise.all(
-      this.slotGroups(keys).map((group) =>
-        this.client.nestjsRedisLockRelease(group.length, ...group.map((key) => this.lockKey(key)), token, this.releaseChannel, ...group),
-      ),
-    );
+    if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token);
+    const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token)));
     return released.reduce((sum, count) => sum + count, 0);
+  }
+
+  private releaseGroup(keys: readonly string[], token: string): Promise<number> {
+    return this.client.nestjsRedisLockRelease(
+      keys.length * 2,
+      ...keys.map((key) => this.lockKey(key)),
+      ...keys.map((key) => this.wantedKey(key)),
+      token,
+      this.releaseChannel,
+      ...keys,
+    );
   }
 
   async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
@@ -255,6 +275,11 @@ export class RedisLockStore implements LockStore {
 
   private fenceKey(key: string): string {
     return `${this.lockKey(key)}:fence`;
+  }
+
+  /** Exists while someone waits for the key, so its release is announced. */
+  private wantedKey(key: string): string {
+    return `${this.lockKey(key)}:wanted`;
   }
 
   /** Connections we open report errors through the Nest logger instead of ioredis' console fallback. */

@@ -1,7 +1,7 @@
 import { driftAllowance, monotonicNow } from '../clock.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
 import { withTimeout } from '../with-timeout.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal } from './lock-store.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
 import { RedisLockStore } from './redis.store.js';
 
 /** How many releases to remember, to pass each on once although every master announces it. */
@@ -29,9 +29,9 @@ export class RedlockStore implements LockStore {
     return new RedlockStore(connections.map((connection) => RedisLockStore.create(connection, { prefix })));
   }
 
-  async acquire(keys: readonly string[], token: string, ttl: number): Promise<AcquireOutcome> {
+  async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     const start = monotonicNow();
-    const replies = await this.onEveryMaster((master) => master.acquire(keys, token, ttl), perMasterBound(ttl));
+    const replies = await this.onEveryMaster((master) => master.acquire(keys, token, ttl, intent), perMasterBound(ttl));
     const granted = replies.filter(isGranted);
     const validity = ttl - (monotonicNow() - start) - driftAllowance(ttl);
     if (granted.length >= this.quorum && validity > 0) {
