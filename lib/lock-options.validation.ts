@@ -18,7 +18,8 @@ export const MIN_REDLOCK_MASTERS = 3;
 /** Where locks live: one Redis (standalone, Sentinel or Cluster), or a Redlock quorum. */
 export type LockBackend =
   | { kind: 'redis'; connection: RedisConnection | ClusterConnectionOptions; waitForReplicas?: number; replicaTimeout: number }
-  | { kind: 'redlock'; connections: RedisConnection[] };
+  | { kind: 'redlock'; connections: RedisConnection[] }
+  | { kind: 'memory' };
 
 /** Module options after validation, with every default filled in. */
 export interface ResolvedModuleOptions {
@@ -128,6 +129,10 @@ function isClusterConnection(value: unknown): boolean {
 
 function resolveBackend(options: Record<string, unknown>, fair: boolean): LockBackend {
   const given = options as LockModuleOptions;
+  if (options.store === 'memory') {
+    if (options.waitForReplicas !== undefined) throw new LockConfigError(MESSAGES.configNotWithStore('waitForReplicas'));
+    return { kind: 'memory' };
+  }
   if (options.redlock !== undefined) {
     const masters = options.redlock;
     if (!Array.isArray(masters) || masters.length < MIN_REDLOCK_MASTERS) {
@@ -172,11 +177,8 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
 
   const backends = (['redis', 'redlock', 'store'] as const).filter((name) => options[name] !== undefined);
   if (backends.length !== 1) throw new LockConfigError(MESSAGES.configBackends(backends));
-  if (options.store !== undefined) {
-    if (options.store !== 'memory') {
-      throw new LockConfigError(MESSAGES.configOption('store', options.store, "the only store is 'memory'"));
-    }
-    throw new LockConfigError(MESSAGES.configNotYet('store', options.store));
+  if (options.store !== undefined && options.store !== 'memory') {
+    throw new LockConfigError(MESSAGES.configOption('store', options.store, "the only store is 'memory'"));
   }
 
   const prefix = options.prefix ?? DEFAULT_PREFIX;

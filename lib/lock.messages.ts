@@ -56,6 +56,8 @@ export const MESSAGES = {
     `Option "fair" works with one key per call, got ${keys.length} (${keys.map((k) => `"${k}"`).join(', ')}); take them one by one in a fixed order, or drop "fair"`,
   configNotWithRedlock: (option: string) =>
     `LockModule option "${option}" cannot be combined with "redlock" in this version; remove one of them`,
+  configNotWithStore: (option: string) =>
+    `LockModule option "${option}" applies to Redis only, not to store: 'memory'; remove it`,
   configNotYet: (option: string, value: unknown) =>
     `LockModule option "${option}" (${describeValue(value)}) is not supported by this version of nestjs-redis-lock yet; remove it`,
   configCallOption: (option: string, value: unknown, rule: string) =>

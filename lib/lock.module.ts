@@ -5,6 +5,7 @@ import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { LockService } from './lock.service.js';
 import type { LockStore } from './stores/lock-store.js';
+import { MemoryLockStore } from './stores/memory.store.js';
 import { RedisLockStore } from './stores/redis.store.js';
 import { RedlockStore } from './stores/redlock.store.js';
 import { WithLockExplorer } from './with-lock.explorer.js';
@@ -38,7 +39,9 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
       provide: LOCK_STORE,
       inject: [LOCK_OPTIONS],
       useFactory: ({ backend, prefix }: ResolvedModuleOptions): LockStore =>
-        backend.kind === 'redlock'
+        backend.kind === 'memory'
+          ? new MemoryLockStore(prefix)
+          : backend.kind === 'redlock'
           ? RedlockStore.create(backend.connections, prefix)
           : RedisLockStore.create(backend.connection, {
               prefix,

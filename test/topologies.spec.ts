@@ -13,4 +13,5 @@ describe('topologies', () => {
 
   describeCoreBehaviour('a single Redis', () => ({ redis: single.url }));
   describeCoreBehaviour('Redlock over 3 masters', () => ({ redlock: masters.map((m) => m.url) }));
+  describeCoreBehaviour("the in-process store (store: 'memory')", () => ({ store: 'memory', prefix: 'core-memory:' }));
 });

@@ -53,7 +53,10 @@ export interface LockModuleOptions extends LockTimingOptions {
   waitForReplicas?: number;
   /** Bound on the `waitForReplicas` confirmation. Default 1 000. */
   replicaTimeout?: number;
-  /** `'memory'`: in-process store. Not available in this version. */
+  /**
+   * `'memory'`: an in-process store with the same semantics as Redis, for unit tests and
+   * single-process development. Apps in one process share it; separate processes do not.
+   */
   store?: 'memory';
   /** Prepended to every key and channel in Redis. Default `'lock:'`. */
   prefix?: string;

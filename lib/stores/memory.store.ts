@@ -1,0 +1,162 @@
+import { monotonicNow } from '../clock.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
+
+interface HeldKey {
+  token: string;
+  expiresAt: number;
+}
+
+interface QueuedWaiter {
+  token: string;
+  ttl: number;
+  goneAt: number;
+}
+
+/** Everything one prefix holds in this process: what Redis would hold for it. */
+class MemoryKeyspace {
+  readonly locks = new Map<string, HeldKey>();
+  readonly fences = new Map<string, number>();
+  readonly queues = new Map<string, QueuedWaiter[]>();
+  readonly listeners = new Set<(notice: ReleaseNotice) => void>();
+
+  /** The key's holder, if its lease has not run out (expired leases vanish, as in Redis). */
+  holder(key: string, now: number): HeldKey | undefined {
+    const held = this.locks.get(key);
+    if (held && held.expiresAt <= now) {
+      this.locks.delete(key);
+      return undefined;
+    }
+    return held;
+  }
+
+  nextFence(key: string): number {
+    const fence = (this.fences.get(key) ?? 0) + 1;
+    this.fences.set(key, fence);
+    return fence;
+  }
+
+  /** Drops queued waiters that stopped refreshing their place, and returns the queue. */
+  queue(key: string, now: number): QueuedWaiter[] {
+    const queue = (this.queues.get(key) ?? []).filter((waiter) => waiter.goneAt > now);
+    if (queue.length > 0) this.queues.set(key, queue);
+    else this.queues.delete(key);
+    return queue;
+  }
+
+  /** After a release: hand the key to the first queued waiter, or announce it free. */
+  handOver(key: string, releasedBy: string, now: number): void {
+    const next = this.queue(key, now).shift();
+    if (next) {
+      this.locks.set(key, { token: next.token, expiresAt: now + next.ttl });
+      const fence = this.nextFence(key);
+      this.announce({ key, releasedBy: next.token, grantedTo: { token: next.token, fence } });
+    } else {
+      this.announce({ key, releasedBy });
+    }
+  }
+
+  announce(notice: ReleaseNotice): void {
+    // Delivered later, like a pub/sub message: never inside the caller's own call.
+    for (const listener of this.listeners) setImmediate(listener, notice);
+  }
+}
+
+/** One keyspace per prefix, shared by every LockModule in this process (as Redis would be). */
+const keyspaces = new Map<string, MemoryKeyspace>();
+
+/**
+ * `store: 'memory'`: the same semantics as Redis (leases with TTL, fencing counters, all-or-nothing
+ * multi-key, release notifications, fair queue with handoff) inside this process, for users' unit
+ * tests and single-process development. Several apps in one process share it, so they contend
+ * like instances behind one Redis; separate processes do not.
+ */
+export class MemoryLockStore implements LockStore {
+  private readonly space: MemoryKeyspace;
+  private listener: ((notice: ReleaseNotice) => void) | undefined;
+
+  constructor(prefix: string) {
+    let space = keyspaces.get(prefix);
+    if (!space) keyspaces.set(prefix, (space = new MemoryKeyspace()));
+    this.space = space;
+  }
+
+  async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
+    await Promise.resolve(); // a store call is never synchronous, as over a socket
+    const now = monotonicNow();
+    const space = this.space;
+    if (intent.fair) {
+      const key = keys[0];
+      const holder = space.holder(key, now);
+      if (holder?.token === token) return { acquired: true, fences: [space.fences.get(key) ?? 0], grantedEarlier: true };
+      const queue = space.queue(key, now);
+      if (!holder && (queue.length === 0 || queue[0].token === token)) {
+        if (queue.length > 0) queue.shift();
+        space.locks.set(key, { token, expiresAt: now + ttl });
+        return { acquired: true, fences: [space.nextFence(key)] };
+      }
+      const place = queue.find((waiter) => waiter.token === token);
+      if (place) place.goneAt = now + intent.fair.presenceTtl;
+      else space.queues.set(key, [...queue, { token, ttl, goneAt: now + intent.fair.presenceTtl }]);
+      return { acquired: false, busyKey: key, busyForMs: holder ? Math.ceil(holder.expiresAt - now) : -1 };
+    }
+    for (const key of keys) {
+      const holder = space.holder(key, now);
+      if (holder) return { acquired: false, busyKey: key, busyForMs: Math.ceil(holder.expiresAt - now) };
+    }
+    for (const key of keys) space.locks.set(key, { token, expiresAt: now + ttl });
+    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+  }
+
+  async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
+    await Promise.resolve();
+    const now = monotonicNow();
+    return renewals.map(({ keys, token, ttl }) => {
+      if (!keys.every((key) => this.space.holder(key, now)?.token === token)) return false;
+      for (const key of keys) this.space.locks.set(key, { token, expiresAt: now + ttl });
+      return true;
+    });
+  }
+
+  async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
+    await Promise.resolve();
+    const now = monotonicNow();
+    let released = 0;
+    for (const key of keys) {
+      if (this.space.holder(key, now)?.token !== token) continue;
+      this.space.locks.delete(key);
+      released += 1;
+      if (fair) this.space.handOver(key, token, now);
+      else this.space.announce({ key, releasedBy: token });
+    }
+    return released;
+  }
+
+  async leaveQueue(key: string, token: string): Promise<void> {
+    await Promise.resolve();
+    const now = monotonicNow();
+    const queue = this.space.queue(key, now).filter((waiter) => waiter.token !== token);
+    if (queue.length > 0) this.space.queues.set(key, queue);
+    else this.space.queues.delete(key);
+    // Handed the lock just as it gave up: pass it on.
+    if (this.space.holder(key, now)?.token === token) {
+      this.space.locks.delete(key);
+      this.space.handOver(key, token, now);
+    }
+  }
+
+  async isLocked(key: string): Promise<boolean> {
+    await Promise.resolve();
+    return this.space.holder(key, monotonicNow()) !== undefined;
+  }
+
+  async listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {
+    if (this.listener) return;
+    this.listener = onRelease;
+    this.space.listeners.add(onRelease);
+  }
+
+  async close(): Promise<void> {
+    if (this.listener) this.space.listeners.delete(this.listener);
+    this.listener = undefined;
+  }
+}
