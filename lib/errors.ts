@@ -18,11 +18,18 @@ export class LockNotAcquiredError extends ConflictException {
   /** The keys that were asked for (without prefix). */
   readonly keys: readonly string[];
 
-  constructor(message: string, keys: readonly string[], waitedMs: number) {
+  /**
+   * When the lock may be free again: the busy holder's remaining lease in ms, as last seen (it may
+   * be renewed). Undefined when not known. HTTP responses carry it as a `Retry-After` header.
+   */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, keys: readonly string[], waitedMs: number, retryAfterMs?: number) {
     super({ statusCode: 409, error: 'Conflict', message, keys: [...keys] });
     this.name = 'LockNotAcquiredError';
     this.keys = Object.freeze([...keys]);
     this.waitedMs = waitedMs;
+    this.retryAfterMs = retryAfterMs !== undefined && retryAfterMs >= 0 ? retryAfterMs : undefined;
   }
 }
 

@@ -1,5 +1,6 @@
 import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { LockConflictInterceptor } from './lock-conflict.interceptor.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
@@ -51,6 +52,7 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
     },
     LockService,
     WithLockExplorer,
+    { provide: APP_INTERCEPTOR, useClass: LockConflictInterceptor },
   ],
   exports: [LockService],
 })

@@ -267,7 +267,12 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           }
           if (orNull) return null;
           const waitedMs = Math.round(now - start);
-          throw new LockNotAcquiredError(MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait), keys, waitedMs);
+          throw new LockNotAcquiredError(
+            MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait),
+            keys,
+            waitedMs,
+            outcome.busyForMs,
+          );
         }
         let pause = RETRY_AFTER_ERROR_MS;
         if (outcome) {

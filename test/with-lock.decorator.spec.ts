@@ -185,6 +185,12 @@ describe('@WithLock', () => {
       const body = (await second.json()) as { message: string };
       expect(body).toMatchObject({ statusCode: 409, keys: [`order:${id}`] });
       expect(body.message).toContain(`order:${id}`);
+      // The holder's remaining lease (default ttl 30 s), in whole seconds.
+      const retryAfter = Number(second.headers.get('retry-after'));
+      expect(Number.isInteger(retryAfter)).toBe(true);
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(30);
+      expect(first.headers.get('retry-after')).toBeNull();
     });
 
     it('lets different ids run at the same time', async () => {
