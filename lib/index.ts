@@ -4,6 +4,7 @@ export { Lock } from './lock.js';
 export { currentLock } from './current-lock.js';
 export { WithLock, type WithLockOptions } from './decorators/with-lock.decorator.js';
 export type { KeyTemplate } from './key-template.js';
+export type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
 export type {
   AcquireOptions,
   ClusterConnectionOptions,

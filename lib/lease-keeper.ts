@@ -10,6 +10,8 @@ export interface LeaseKeeperHooks {
   renew(leases: readonly Lease[]): Promise<ReadonlyArray<boolean | Error>>;
   /** The lease can no longer be guaranteed; called once per lease, after it left the schedule. */
   lost(lease: Lease, reason: LeaseLossReason): void;
+  /** A background renewal was confirmed. */
+  renewed(lease: Lease): void;
 }
 
 /** Renewals due this close together go out in the same batch (renewing a little early is always safe). */
@@ -141,6 +143,7 @@ export class LeaseKeeper {
             return;
           }
           lease.renewed(sentAt, ttls[i]);
+          this.hooks.renewed(lease);
         } else {
           // Unknown outcome (connection trouble): try again soon; the expiry event still stands.
           lease.renewAt = now + Math.max(10, Math.min(lease.ttl / 10, 1_000));

@@ -1,4 +1,4 @@
-import { driftAllowance } from './clock.js';
+import { driftAllowance, monotonicNow } from './clock.js';
 import type { LockLostError } from './errors.js';
 import type { HeapItem } from './indexed-heap.js';
 
@@ -22,6 +22,8 @@ export class Lease implements HeapItem {
   /** A renewal is in flight; its reply decides the lease's fate. */
   renewing = false;
   heapIndex = -1;
+  /** Monotonic ms when the lease was taken (for hold times in events). */
+  readonly acquiredAt = monotonicNow();
   /** Taken in fair mode: its release hands the key to the next queued waiter. */
   fair = false;
   private confirmedSentAt: number;

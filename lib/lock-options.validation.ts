@@ -5,6 +5,7 @@ import type {
   LockModuleOptions,
   RedisConnection,
 } from './interfaces/lock-options.interface.js';
+import type { LockEventListener } from './interfaces/lock-event.interface.js';
 import { MESSAGES } from './lock.messages.js';
 
 export const DEFAULT_TTL = 30_000;
@@ -31,6 +32,7 @@ export interface ResolvedModuleOptions {
   maxHold: number | undefined;
   fair: boolean;
   pollInterval: number;
+  onEvent: LockEventListener | undefined;
 }
 
 /** One call's settings: the module defaults overridden by what the call gave. */
@@ -56,6 +58,7 @@ const MODULE_OPTION_NAMES = [
   'pollInterval',
   'waitForReplicas',
   'replicaTimeout',
+  'onEvent',
 ] as const;
 
 const CALL_OPTION_NAMES = ['ttl', 'wait', 'autoExtend', 'maxHold', 'fair', 'signal', 'permits', 'mode'] as const;
@@ -167,6 +170,14 @@ function resolveBackend(options: Record<string, unknown>, fair: boolean): LockBa
   return { kind: 'redis', connection, waitForReplicas, replicaTimeout };
 }
 
+function validateListener(listener: unknown): LockEventListener | undefined {
+  if (listener === undefined) return undefined;
+  if (typeof listener !== 'function') {
+    throw new LockConfigError(MESSAGES.configOption('onEvent', listener, 'expected a function (event) => void'));
+  }
+  return listener as LockEventListener;
+}
+
 /** Validates LockModule options at bootstrap; every failure is a LockConfigError naming option and value. */
 export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
   if (!isPlainObject(options)) {
@@ -197,6 +208,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     autoExtend: defaults.autoExtend === undefined ? true : bool('autoExtend', defaults.autoExtend, MESSAGES.configOption),
     maxHold: defaults.maxHold === undefined ? undefined : positiveMs('maxHold', defaults.maxHold, MESSAGES.configOption),
     fair,
+    onEvent: validateListener(defaults.onEvent),
     pollInterval:
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL

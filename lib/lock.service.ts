@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { monotonicNow } from './clock.js';
 import { runWithCurrentLock } from './current-lock.js';
 import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
+import type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
 import { newOwnerToken } from './owner-token.js';
@@ -41,14 +42,20 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private readonly leases = new Set<Lease>();
   private listening = false;
   private closed = false;
+  /** Lock events go here; when unset, no event is even built. */
+  private readonly onEvent: LockEventListener | undefined;
 
   constructor(
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedModuleOptions,
     @Inject(LOCK_STORE) private readonly store: LockStore,
   ) {
+    this.onEvent = options.onEvent;
     this.keeper = new LeaseKeeper({
       renew: (leases) => this.store.extend(leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl }))),
       lost: (lease, reason) => this.loseLease(lease, reason),
+      renewed: (lease) => {
+        if (this.onEvent) this.emit({ type: 'extended', keys: lease.keys, ttl: lease.ttl, automatic: true });
+      },
     });
   }
 
@@ -157,6 +164,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     } finally {
       if (lease.state === 'releasing') lease.state = 'released';
     }
+    if (this.onEvent && wasHeld) {
+      this.emit({ type: 'released', keys: lease.keys, heldMs: Math.round(monotonicNow() - lease.acquiredAt) });
+    }
   }
 
   /** @internal Part of LeaseOwner: `lock.extend(ttl)`. */
@@ -189,6 +199,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     }
     lease.renewed(sentAt, newTtl);
     this.keeper.schedule(lease);
+    if (this.onEvent) this.emit({ type: 'extended', keys: lease.keys, ttl: newTtl, automatic: false });
   }
 
   private async take(keysArg: unknown, call: ResolvedCallOptions, orNull: boolean): Promise<Taken | null> {
@@ -236,7 +247,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         this.assertOpen();
         if (waiter?.grantedFence !== undefined) {
           acquired = true;
-          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, fair !== undefined);
+          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, fair !== undefined, start);
         }
         waiter?.consumeWake();
         const sentAt = monotonicNow();
@@ -255,7 +266,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         if (outcome?.acquired) {
           acquired = true;
           const leaseStart = outcome.grantedEarlier ? lastBusySentAt : sentAt;
-          return this.holdLease(keys, token, outcome.fences, call, leaseStart, fair !== undefined);
+          return this.holdLease(keys, token, outcome.fences, call, leaseStart, fair !== undefined, start);
         }
         if (outcome) lastBusySentAt = sentAt;
         if (waiter?.grantedFence !== undefined) continue; // handed over while we were asking
@@ -265,8 +276,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           if (outcome === undefined) {
             throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: failure });
           }
-          if (orNull) return null;
           const waitedMs = Math.round(now - start);
+          if (this.onEvent) this.emit({ type: 'busy', keys, waitedMs, outcome: orNull ? 'gaveUp' : 'timedOut' });
+          if (orNull) return null;
           throw new LockNotAcquiredError(
             MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait),
             keys,
@@ -304,6 +316,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     call: ResolvedCallOptions,
     sentAt: number,
     fair: boolean,
+    waitStart: number,
   ): Lease {
     if (this.closed) {
       this.releaseQuietly(keys, token, fair);
@@ -314,6 +327,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     lease.fair = fair;
     this.leases.add(lease);
     this.keeper.schedule(lease);
+    if (this.onEvent) this.emit({ type: 'acquired', keys, fences, waitedMs: Math.round(monotonicNow() - waitStart) });
     return lease;
   }
 
@@ -338,7 +352,18 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const error = new LockLostError(MESSAGES.lost(lease.keys, why), lease.keys);
     // The key is not deleted here: the holder may still be running, so it keeps whatever is left of
     // its lease, and releasing the handle tidies up.
-    if (lease.lose(error)) this.logger.warn(error.message);
+    if (!lease.lose(error)) return;
+    this.logger.warn(error.message);
+    if (this.onEvent) this.emit({ type: 'lost', keys: lease.keys, heldMs: Math.round(monotonicNow() - lease.acquiredAt), error });
+  }
+
+  /** Hands an event to the user's listener; a listener that throws must not break locking. */
+  private emit(event: LockEvent): void {
+    try {
+      this.onEvent?.(event);
+    } catch (error) {
+      this.logger.warn(`onEvent listener threw on a "${event.type}" event: ${String(error)}`);
+    }
   }
 
   private assertHeld(lease: Lease): void {

@@ -29,6 +29,7 @@ const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
   maxHold: undefined,
   fair: false,
   pollInterval: 1,
+  onEvent: undefined,
 };
 
 /**

@@ -1,4 +1,5 @@
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import type { LockEventListener } from './lock-event.interface.js';
 
 /** One Redis: a URL, ioredis options, or an ioredis client you own (we never close yours). */
 export type RedisConnection = string | RedisOptions | Redis | Cluster;
@@ -53,6 +54,11 @@ export interface LockModuleOptions extends LockTimingOptions {
   waitForReplicas?: number;
   /** Bound on the `waitForReplicas` confirmation. Default 1 000. */
   replicaTimeout?: number;
+  /**
+   * Called for every lock event (acquired, released, extended, lost, busy), e.g. for metrics.
+   * Nothing is computed for events when it is not set.
+   */
+  onEvent?: LockEventListener;
   /**
    * `'memory'`: an in-process store with the same semantics as Redis, for unit tests and
    * single-process development. Apps in one process share it; separate processes do not.
