@@ -22,3 +22,4 @@ export {
   LockUnavailableError,
 } from './errors.js';
 export { MAX_KEY_LENGTH } from './lock-keys.js';
+export type { NodeHealth, StoreHealth } from './stores/lock-store.js';

@@ -14,7 +14,7 @@ import { MESSAGES } from './lock.messages.js';
 import { resolveCallOptions, type ResolvedCallOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { Lock, type LeaseOwner } from './lock.js';
 import { ReleaseWaiters, type Waiter } from './release-waiters.js';
-import type { AcquireOutcome, LockStore, WaitIntent } from './stores/lock-store.js';
+import type { AcquireOutcome, LockStore, StoreHealth, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
 
 /** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
@@ -116,6 +116,15 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     } catch (error) {
       throw new LockUnavailableError(MESSAGES.unavailableIsLocked(key), { cause: error });
     }
+  }
+
+  /**
+   * Whether locks can be taken right now: a PING to each server behind the store (for Redlock,
+   * whether a quorum of masters answers), each bounded by `timeoutMs`. Never rejects.
+   */
+  async health(timeoutMs = 1_000): Promise<StoreHealth> {
+    if (this.closed) return { up: false, nodes: [{ node: 'service', up: false, error: MESSAGES.shutDown }] };
+    return this.store.ping(timeoutMs);
   }
 
   /** @internal Counters of the lease scheduler, for tests and benchmarks. */

@@ -29,6 +29,25 @@ export interface WaitIntent {
   fair?: { presenceTtl: number };
 }
 
+/** Reachability of one server behind a store. */
+export interface NodeHealth {
+  /** e.g. "127.0.0.1:6379", "cluster", "memory" */
+  node: string;
+  up: boolean;
+  /** Round-trip time of a PING, ms. */
+  rttMs?: number;
+  /** Why it is down. */
+  error?: string;
+}
+
+/** Whether the store can take locks now: for Redlock, whether a quorum of masters answers. */
+export interface StoreHealth {
+  up: boolean;
+  nodes: NodeHealth[];
+  /** Redlock only: masters needed. */
+  quorum?: number;
+}
+
 /** One lease to renew in a batch. */
 export interface Renewal {
   keys: readonly string[];
@@ -62,6 +81,8 @@ export interface LockStore {
    * release by any process reaches `onRelease`.
    */
   listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void>;
+  /** Round trip to each server behind the store, for health checks. */
+  ping(timeoutMs: number): Promise<StoreHealth>;
   /** Stops listening and closes the connections the store opened (never a client passed in). */
   close(): Promise<void>;
 }

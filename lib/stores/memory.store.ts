@@ -1,5 +1,5 @@
 import { monotonicNow } from '../clock.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 
 interface HeldKey {
   token: string;
@@ -147,6 +147,10 @@ export class MemoryLockStore implements LockStore {
   async isLocked(key: string): Promise<boolean> {
     await Promise.resolve();
     return this.space.holder(key, monotonicNow()) !== undefined;
+  }
+
+  async ping(): Promise<StoreHealth> {
+    return { up: true, nodes: [{ node: 'memory', up: true, rttMs: 0 }] };
   }
 
   async listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {

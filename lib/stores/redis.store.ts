@@ -1,9 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { monotonicNow } from '../clock.js';
 import { isRedisClient } from '../lock-options.validation.js';
+import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
   EXTEND_SCRIPT,
@@ -190,6 +192,25 @@ export class RedisLockStore implements LockStore {
 
   async isLocked(key: string): Promise<boolean> {
     return (await this.client.exists(this.lockKey(key))) === 1;
+  }
+
+  async ping(timeoutMs: number): Promise<StoreHealth> {
+    const node = this.describeNode();
+    const start = monotonicNow();
+    try {
+      await withTimeout(this.client.ping(), timeoutMs);
+      return { up: true, nodes: [{ node, up: true, rttMs: Math.round((monotonicNow() - start) * 100) / 100 }] };
+    } catch (error) {
+      return { up: false, nodes: [{ node, up: false, error: error instanceof Error ? error.message : String(error) }] };
+    }
+  }
+
+  /** host:port of the connection (or "cluster" / "sentinel:<name>"), for health reports. */
+  private describeNode(): string {
+    if (this.isCluster) return 'cluster';
+    const options = (this.client as Redis).options;
+    if (options.sentinels) return `sentinel:${options.name ?? ''}`;
+    return `${options.host ?? 'localhost'}:${options.port ?? 6379}`;
   }
 
   listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {

@@ -1,7 +1,7 @@
 import { driftAllowance, monotonicNow } from '../clock.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
 import { withTimeout } from '../with-timeout.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import { RedisLockStore } from './redis.store.js';
 
 /** How many releases to remember, to pass each on once although every master announces it. */
@@ -86,6 +86,11 @@ export class RedlockStore implements LockStore {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} Redlock masters answered`);
     }
     return false;
+  }
+
+  async ping(timeoutMs: number): Promise<StoreHealth> {
+    const nodes = (await Promise.all(this.masters.map((master) => master.ping(timeoutMs)))).flatMap((health) => health.nodes);
+    return { up: nodes.filter((node) => node.up).length >= this.quorum, nodes, quorum: this.quorum };
   }
 
   async listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {
