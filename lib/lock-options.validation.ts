@@ -33,6 +33,7 @@ export interface ResolvedModuleOptions {
   fair: boolean;
   pollInterval: number;
   onEvent: LockEventListener | undefined;
+  openTelemetry: boolean;
 }
 
 /** One call's settings: the module defaults overridden by what the call gave. */
@@ -59,6 +60,7 @@ const MODULE_OPTION_NAMES = [
   'waitForReplicas',
   'replicaTimeout',
   'onEvent',
+  'openTelemetry',
 ] as const;
 
 const CALL_OPTION_NAMES = ['ttl', 'wait', 'autoExtend', 'maxHold', 'fair', 'signal', 'permits', 'mode'] as const;
@@ -209,6 +211,8 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     maxHold: defaults.maxHold === undefined ? undefined : positiveMs('maxHold', defaults.maxHold, MESSAGES.configOption),
     fair,
     onEvent: validateListener(defaults.onEvent),
+    openTelemetry:
+      defaults.openTelemetry === undefined ? true : bool('openTelemetry', defaults.openTelemetry, MESSAGES.configOption),
     pollInterval:
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL

@@ -2,7 +2,8 @@ import { ConfigurableModuleBuilder, Module } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { LockConflictInterceptor } from './lock-conflict.interceptor.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
-import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
+import { LOCK_OPTIONS, LOCK_STORE, LOCK_TELEMETRY } from './lock.constants.js';
+import { LockTelemetry } from './telemetry/lock-telemetry.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { LockService } from './lock.service.js';
 import type { LockStore } from './stores/lock-store.js';
@@ -49,6 +50,11 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
               waitForReplicas: backend.waitForReplicas,
               replicaTimeout: backend.replicaTimeout,
             }),
+    },
+    {
+      provide: LOCK_TELEMETRY,
+      inject: [LOCK_OPTIONS],
+      useFactory: (options: ResolvedModuleOptions) => (options.openTelemetry ? LockTelemetry.load() : undefined),
     },
     LockService,
     WithLockExplorer,

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { monotonicNow } from './clock.js';
 import { runWithCurrentLock } from './current-lock.js';
@@ -8,7 +8,8 @@ import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
 import { newOwnerToken } from './owner-token.js';
 import { LeaseKeeper, type LeaseLossReason } from './lease-keeper.js';
-import { LOCK_OPTIONS, LOCK_STORE } from './lock.constants.js';
+import { LOCK_OPTIONS, LOCK_STORE, LOCK_TELEMETRY } from './lock.constants.js';
+import type { LockTelemetry } from './telemetry/lock-telemetry.js';
 import { assertValidKey, normalizeKeys } from './lock-keys.js';
 import { MESSAGES } from './lock.messages.js';
 import { resolveCallOptions, type ResolvedCallOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
@@ -48,8 +49,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   constructor(
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedModuleOptions,
     @Inject(LOCK_STORE) private readonly store: LockStore,
+    @Optional() @Inject(LOCK_TELEMETRY) telemetry?: LockTelemetry,
   ) {
-    this.onEvent = options.onEvent;
+    const listeners = [options.onEvent, telemetry?.record].filter((listener) => listener !== undefined);
+    this.onEvent = listeners.length === 0 ? undefined : listeners.length === 1 ? listeners[0] : (event) => listeners.forEach((listener) => listener(event));
     this.keeper = new LeaseKeeper({
       renew: (leases) => this.store.extend(leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl }))),
       lost: (lease, reason) => this.loseLease(lease, reason),

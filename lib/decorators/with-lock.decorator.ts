@@ -30,6 +30,7 @@ const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
   fair: false,
   pollInterval: 1,
   onEvent: undefined,
+  openTelemetry: false,
 };
 
 /**

@@ -60,6 +60,11 @@ export interface LockModuleOptions extends LockTimingOptions {
    */
   onEvent?: LockEventListener;
   /**
+   * Spans and metrics through `@opentelemetry/api`, when that package is installed (it is an
+   * optional peer). Set `false` to turn them off. Default `true`.
+   */
+  openTelemetry?: boolean;
+  /**
    * `'memory'`: an in-process store with the same semantics as Redis, for unit tests and
    * single-process development. Apps in one process share it; separate processes do not.
    */
