@@ -28,7 +28,9 @@ describe('OpenTelemetry (when @opentelemetry/api is installed)', () => {
     // Cumulative temporality: the latest export holds the totals.
     const latest = metricExporter.getMetrics().at(-1);
     const all = (latest?.scopeMetrics ?? []).flatMap((scope) => scope.metrics);
-    return all.filter((m) => m.descriptor.name === name).flatMap((m) => m.dataPoints) as Array<{ value: any; attributes: Record<string, unknown> }>;
+    return all
+      .filter((m) => m.descriptor.name === name)
+      .flatMap((m) => m.dataPoints as unknown as Array<{ value: unknown; attributes: Record<string, unknown> }>);
   };
 
   it('records a lock.acquire span per acquisition and busy wait, plus acquire-duration, held and lost metrics', async () => {
