@@ -3,9 +3,13 @@
  * `npm run demo`: the lock doing its job across processes.
  *
  * Starts 3 instances of the sample app (sample/, built to sample/dist) as separate Node processes
- * sharing one Redis, then sends 600 concurrent deposits of 1 onto 3 accounts, spread round-robin
- * over the instances: first to the unsafe endpoint (no lock), then to the locked one. Prints how
- * many updates were lost, and exits 0 only when the locked run is exact.
+ * sharing one Redis, opens 3 accounts with 1000 each, then sends 600 concurrent requests of 1
+ * (deposits, withdrawals and transfers between the accounts), spread round-robin over the
+ * instances: first to the unsafe endpoints (no lock), then to the locked ones. Prints the
+ * balances against what the answered requests add up to. Then it watches 3 ticks of the sample's
+ * @Cron job, which every instance schedules, and checks that exactly one instance ran each tick.
+ * Exits 0 only when the locked run is exact (every balance right, money conserved) and the job ran
+ * once per tick.
  *
  * Redis: REDIS_URL when set; otherwise a private redis-server from PATH on a free port (never
  * 6379), without persistence, stopped at the end. Every process started here is stopped on exit,
@@ -19,9 +23,17 @@ import { Redis } from 'ioredis';
 
 const INSTANCES = 3;
 const ACCOUNTS = ['alice', 'bob', 'carol'];
+const OPENING_BALANCE = 1000;
 const REQUESTS = 600;
 const IN_FLIGHT = 50;
 const AMOUNT = 1;
+
+// sample/src/interest.job.ts: @Cron every 2 s, recording `<tick second>:<PORT>` in CRON_RUNS per run.
+const CRON_EVERY_S = 2;
+const CRON_TICKS = 3;
+const CRON_RUNS = 'sample:cron:runs';
+/** How late after its tick a run is still looked for before the runs are counted. */
+const CRON_SETTLE_MS = 1_000;
 
 const START_TIMEOUT_MS = 15_000;
 const REQUEST_TIMEOUT_MS = 20_000;
@@ -46,27 +58,71 @@ const apps = [];
 
 async function main() {
   const redisUrl = await redisForDemo();
-  await withRedis(redisUrl, (redis) => redis.ping()); // fail early and clearly if it is unreachable
+  // Fails early and clearly if Redis is unreachable; forgets the runs of an earlier demo.
+  await withRedis(redisUrl, (redis) => redis.del(CRON_RUNS));
 
   const ports = await freePorts(INSTANCES);
   console.log(`Starting ${INSTANCES} instances of the sample app (ports ${ports.join(', ')})...`);
   await Promise.all(ports.map((port) => startApp(port, redisUrl)));
 
+  const count = (kind) => Array.from({ length: REQUESTS }, (_, i) => operation(i)).filter((op) => op.kind === kind).length;
   console.log(
-    `\n${REQUESTS} concurrent deposits of ${AMOUNT} onto accounts ${ACCOUNTS.join(', ')}, ` +
-      `round-robin over the ${INSTANCES} instances, ${IN_FLIGHT} in flight at a time:`,
+    `\nAccounts ${ACCOUNTS.join(', ')} opened with ${OPENING_BALANCE} each; ${REQUESTS} concurrent requests of ` +
+      `${AMOUNT} (${count('deposit')} deposits, ${count('withdraw')} withdrawals, ${count('transfer')} transfers ` +
+      `between them), round-robin over the ${INSTANCES} instances, ${IN_FLIGHT} in flight at a time:`,
   );
-  const unsafe = await fireDeposits(redisUrl, 'unsafe', (id) => `/unsafe/accounts/${id}/deposit`);
-  const locked = await fireDeposits(redisUrl, 'locked', (id) => `/accounts/${id}/deposit`);
+  const unsafe = await fireRequests(redisUrl, 'unsafe', '/unsafe');
+  const locked = await fireRequests(redisUrl, 'locked', '');
+  const bankOk = reportBank(unsafe, locked);
 
-  return report(unsafe, locked);
+  const cronOk = reportCron(await watchCron(redisUrl));
+
+  if (bankOk && cronOk) {
+    console.log('\nOK: the locked run is exact and the cron job ran once per tick.');
+    return 0;
+  }
+  const failed = [];
+  if (!bankOk) failed.push('the locked run is not exact or had failed requests');
+  if (!cronOk) failed.push('the cron job did not run exactly once per tick');
+  console.log(`\nFAILED: ${failed.join('; ')}.`);
+  printAppOutput();
+  return 1;
 }
 
-/** Resets the balances, sends the deposits, then reads the balances back. */
-async function fireDeposits(redisUrl, label, pathOf) {
-  await resetBalances(redisUrl);
+/**
+ * Request i: which endpoint, which account(s), and what it does to the balances once answered
+ * 200. Every account is reached through every instance, by every kind of request.
+ */
+function operation(i) {
+  const a = (i + Math.floor(i / INSTANCES)) % ACCOUNTS.length;
+  const id = ACCOUNTS[a];
+  const body = { amount: AMOUNT };
+  switch (i % 4) {
+    case 2:
+      return { kind: 'withdraw', path: `/accounts/${id}/withdraw`, body, apply: (b) => (b[id] -= AMOUNT) };
+    case 3: {
+      const to = ACCOUNTS[(a + 1 + (Math.floor(i / 4) % 2)) % ACCOUNTS.length]; // both directions
+      return {
+        kind: 'transfer',
+        path: '/transfers',
+        body: { from: id, to, amount: AMOUNT },
+        apply: (b) => {
+          b[id] -= AMOUNT;
+          b[to] += AMOUNT;
+        },
+      };
+    }
+    default:
+      return { kind: 'deposit', path: `/accounts/${id}/deposit`, body, apply: (b) => (b[id] += AMOUNT) };
+  }
+}
 
-  const deposited = Object.fromEntries(ACCOUNTS.map((id) => [id, 0])); // answered 200
+/** Opens the accounts afresh, sends the requests, then reads the balances back. */
+async function fireRequests(redisUrl, label, prefix) {
+  await openAccounts(redisUrl);
+
+  const expected = Object.fromEntries(ACCOUNTS.map((id) => [id, OPENING_BALANCE])); // from the answered 200s
+  const moved = { deposit: 0, withdraw: 0, transfer: 0 }; // answered 200, per kind
   const statuses = {}; // status -> count
   const latencies = [];
   const progress = progressBar(label);
@@ -77,12 +133,15 @@ async function fireDeposits(redisUrl, label, pathOf) {
     while (next < REQUESTS && !finishing) {
       const i = next++;
       const app = apps[i % apps.length];
-      const id = ACCOUNTS[(i + Math.floor(i / apps.length)) % ACCOUNTS.length]; // each account via each instance
+      const op = operation(i);
       const sentAt = performance.now();
-      const status = await post(`${app.url}${pathOf(id)}`, { amount: AMOUNT });
+      const status = await post(`${app.url}${prefix}${op.path}`, op.body);
       latencies.push(performance.now() - sentAt);
       statuses[status] = (statuses[status] ?? 0) + 1;
-      if (status === 200) deposited[id] += AMOUNT;
+      if (status === 200) {
+        op.apply(expected);
+        moved[op.kind] += AMOUNT;
+      }
       progress.tick();
     }
   }
@@ -93,44 +152,96 @@ async function fireDeposits(redisUrl, label, pathOf) {
 
   const balances = {};
   for (const id of ACCOUNTS) balances[id] = await getBalance(apps[0].url, id);
-  return { deposited, balances, statuses, latencies, seconds };
+  return { expected, moved, balances, statuses, latencies, seconds };
 }
 
-function report(unsafe, locked) {
+/** Prints both runs; true when the locked one is exact. */
+function reportBank(unsafe, locked) {
   const sum = (perAccount) => Object.values(perAccount).reduce((a, b) => a + b, 0);
-  const perAccount = (run) => ACCOUNTS.map((id) => `${id} ${run.balances[id]}/${run.deposited[id]}`).join(', ');
+  const perAccount = (run) => ACCOUNTS.map((id) => `${id} ${run.balances[id]}/${run.expected[id]}`).join(', ');
+  const wrong = (run) => ACCOUNTS.filter((id) => run.balances[id] !== run.expected[id]);
+  const offBy = (run) => ACCOUNTS.reduce((total, id) => total + Math.abs(run.balances[id] - run.expected[id]), 0);
+  // Deposits and withdrawals change the bank's total; transfers must not.
+  const moneyShouldBe = (run) => ACCOUNTS.length * OPENING_BALANCE + run.moved.deposit - run.moved.withdraw;
   const failures = (run) =>
     Object.entries(run.statuses)
-      .filter(([status]) => status !== '200' && status !== '409')
+      .filter(([status]) => !['200', '409', '422'].includes(status))
       .map(([status, count]) => `${count} × ${status}`);
+  const pad = ' '.repeat(21);
 
-  console.log('\nResults (balance / expected, per account)');
+  console.log(`\nResults: balance / expected per account (expected: opening ${OPENING_BALANCE} + what the 200 answers moved)`);
 
-  const unsafeLost = sum(unsafe.deposited) - sum(unsafe.balances);
-  console.log(`  unsafe, no lock:   expected ${sum(unsafe.deposited)}, actual ${sum(unsafe.balances)}`);
-  console.log(`                     ${perAccount(unsafe)}`);
+  const unsafeMoney = sum(unsafe.balances) - moneyShouldBe(unsafe);
+  console.log(`  unsafe, no lock:   ${perAccount(unsafe)}`);
   console.log(
-    `                     → ${unsafeLost} updates lost (${percent(unsafeLost, sum(unsafe.deposited))}): ` +
-      'concurrent requests read the same balance, and the later write overwrote the earlier one',
+    `${pad}→ ${wrong(unsafe).length} of ${ACCOUNTS.length} accounts wrong, off by ${offBy(unsafe)} in all: ` +
+      `at least ${offBy(unsafe)} updates lost`,
   );
-  if (failures(unsafe).length) console.log(`                     failed requests: ${failures(unsafe).join(', ')}`);
-
-  const exact = ACCOUNTS.every((id) => locked.balances[id] === locked.deposited[id]);
-  const conflicts = locked.statuses[409] ?? 0;
-  console.log(`  locked, withLock:  expected ${sum(locked.deposited)}, actual ${sum(locked.balances)}`);
-  console.log(`                     ${perAccount(locked)}`);
-  console.log(`                     → ${exact ? 'exact: no update lost' : 'NOT EXACT'}`);
   console.log(
-    `                     latency p50 ${ms(percentile(locked.latencies, 50))}, p99 ${ms(percentile(locked.latencies, 99))}` +
+    `${pad}  total money ${sum(unsafe.balances)}, should be ${moneyShouldBe(unsafe)}` +
+      (unsafeMoney ? `: ${Math.abs(unsafeMoney)} ${unsafeMoney > 0 ? 'created from nothing' : 'vanished'}` : ''),
+  );
+  console.log(`${pad}  concurrent requests read the same balance, and the later write overwrote the earlier one`);
+  if (failures(unsafe).length) console.log(`${pad}failed requests: ${failures(unsafe).join(', ')}`);
+
+  const exact = wrong(locked).length === 0;
+  const conserved = sum(locked.balances) === moneyShouldBe(locked);
+  console.log(`  locked, @WithLock: ${perAccount(locked)}`);
+  console.log(`${pad}→ ${exact ? 'exact: every balance right, no update lost' : `NOT EXACT: ${wrong(locked).join(', ')} wrong`}`);
+  console.log(
+    `${pad}  total money ${sum(locked.balances)}` +
+      (conserved
+        ? ` = ${ACCOUNTS.length * OPENING_BALANCE} + ${locked.moved.deposit} deposited − ${locked.moved.withdraw} withdrawn: ` +
+          `conserved (transfers moved ${locked.moved.transfer} without creating or losing any)`
+        : `, should be ${moneyShouldBe(locked)}: NOT CONSERVED`),
+  );
+  console.log(
+    `${pad}  latency p50 ${ms(percentile(locked.latencies, 50))}, p99 ${ms(percentile(locked.latencies, 99))}` +
       ` (unsafe: p50 ${ms(percentile(unsafe.latencies, 50))}, p99 ${ms(percentile(unsafe.latencies, 99))});` +
-      ` 409 Conflict: ${conflicts}`,
+      ` 409 Conflict: ${locked.statuses[409] ?? 0}`,
   );
-  if (failures(locked).length) console.log(`                     failed requests: ${failures(locked).join(', ')}`);
+  if (failures(locked).length) console.log(`${pad}failed requests: ${failures(locked).join(', ')}`);
 
-  const ok = exact && failures(locked).length === 0 && sum(locked.deposited) > 0;
-  console.log(ok ? '\nOK: the locked run is exact.' : '\nFAILED: the locked run is not exact or had failed requests.');
-  if (!ok) printAppOutput();
-  return ok ? 0 : 1;
+  const applied = locked.moved.deposit + locked.moved.withdraw + locked.moved.transfer;
+  return exact && conserved && failures(locked).length === 0 && applied > 0;
+}
+
+/**
+ * Waits for the next CRON_TICKS ticks of the interest job, then reads which instances ran each:
+ * a Map from tick (epoch second) to the instances (PORTs) that recorded a run for it.
+ */
+async function watchCron(redisUrl) {
+  const periodMs = CRON_EVERY_S * 1000;
+  const first = Math.ceil((Date.now() + 100) / periodMs) * periodMs; // the next tick still ahead
+  const ticks = Array.from({ length: CRON_TICKS }, (_, n) => (first + n * periodMs) / 1000);
+  console.log(
+    `\nCron: all ${INSTANCES} instances schedule the interest job every ${CRON_EVERY_S} s, under ` +
+      `@WithLock('job:interest', { wait: 0, onBusy: 'skip' }); watching ${CRON_TICKS} ticks...`,
+  );
+  await abortableSleep(ticks.at(-1) * 1000 + CRON_SETTLE_MS - Date.now());
+
+  const runs = new Map(ticks.map((tick) => [tick, []]));
+  for (const entry of await withRedis(redisUrl, (redis) => redis.lrange(CRON_RUNS, 0, -1))) {
+    const [tick, instance] = entry.split(':');
+    runs.get(Number(tick))?.push(instance);
+  }
+  return runs;
+}
+
+/** Prints one line per tick; true when every tick ran on exactly one instance. */
+function reportCron(runs) {
+  for (const [tick, instances] of runs) {
+    const where = instances.length ? instances.map((port) => `:${port}`).join(', ') : 'no instance';
+    const verdict = instances.length === 1 ? '' : instances.length ? `  ← ${instances.length} runs` : '  ← missed';
+    console.log(`  tick ${new Date(tick * 1000).toTimeString().slice(0, 8)}  ran on ${where}${verdict}`);
+  }
+  const once = [...runs.values()].every((instances) => instances.length === 1);
+  console.log(
+    once
+      ? `  → the cron job ran on exactly one instance per tick (${runs.size} ticks; the other instances skipped)`
+      : '  → NOT once per tick',
+  );
+  return once;
 }
 
 // --- HTTP ------------------------------------------------------------------------------------
@@ -157,8 +268,8 @@ async function getBalance(baseUrl, id) {
   return (await res.json()).balance;
 }
 
-async function resetBalances(redisUrl) {
-  await withRedis(redisUrl, (redis) => redis.del(ACCOUNTS.map((id) => `sample:balance:${id}`)));
+async function openAccounts(redisUrl) {
+  await withRedis(redisUrl, (redis) => redis.mset(Object.fromEntries(ACCOUNTS.map((id) => [`sample:balance:${id}`, OPENING_BALANCE]))));
 }
 
 /** Runs `fn` with a short-lived Redis connection that fails fast. */
@@ -181,7 +292,7 @@ async function withRedis(url, fn) {
 /** REDIS_URL, or a private redis-server started for the demo. */
 async function redisForDemo() {
   if (process.env.REDIS_URL) {
-    console.log(`Using REDIS_URL=${redact(process.env.REDIS_URL)} (the demo overwrites keys sample:balance:*)`);
+    console.log(`Using REDIS_URL=${redact(process.env.REDIS_URL)} (the demo overwrites its keys sample:*)`);
     return process.env.REDIS_URL;
   }
   if (spawnSync('redis-server', ['--version']).error) {
@@ -328,13 +439,24 @@ function progressBar(label) {
   };
 }
 
+/** Sleeps, unless the demo is being stopped. */
+async function abortableSleep(delayMs) {
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, Math.max(0, delayMs));
+    interrupted.signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  if (finishing) throw new DemoError('interrupted');
+}
+
 function percentile(values, p) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
 const ms = (value) => `${Math.round(value)} ms`;
-const percent = (part, whole) => `${whole ? Math.round((100 * part) / whole) : 0}%`;
 const indent = (text) => (text.trim() || '(no output)').replace(/^/gm, '    ');
 
 function redact(url) {

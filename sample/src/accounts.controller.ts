@@ -1,10 +1,6 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { AccountsService } from './accounts.service.js';
-
-interface Balance {
-  id: string;
-  balance: number;
-}
+import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { AccountsService, type Balance } from './accounts.service.js';
+import { amountOf, transferOf, type AmountDto, type TransferDto } from './dto.js';
 
 @Controller()
 export class AccountsController {
@@ -15,25 +11,21 @@ export class AccountsController {
     return { id, balance: await this.accounts.balance(id) };
   }
 
-  /** Safe: one deposit per account at a time, whichever instance receives it. */
   @Post('accounts/:id/deposit')
   @HttpCode(200)
-  async deposit(@Param('id') id: string, @Body() body: { amount: number }): Promise<Balance> {
+  async deposit(@Param('id') id: string, @Body() body: AmountDto): Promise<Balance> {
     return { id, balance: await this.accounts.deposit(id, amountOf(body)) };
   }
 
-  /** For comparison only: the same deposit without the lock. */
-  @Post('unsafe/accounts/:id/deposit')
+  @Post('accounts/:id/withdraw')
   @HttpCode(200)
-  async depositUnsafe(@Param('id') id: string, @Body() body: { amount: number }): Promise<Balance> {
-    return { id, balance: await this.accounts.depositUnsafe(id, amountOf(body)) };
+  async withdraw(@Param('id') id: string, @Body() body: AmountDto): Promise<Balance> {
+    return { id, balance: await this.accounts.withdraw(id, amountOf(body)) };
   }
-}
 
-function amountOf(body: { amount?: unknown } | undefined): number {
-  const amount = body?.amount;
-  if (typeof amount !== 'number' || !Number.isFinite(amount) || amount <= 0) {
-    throw new BadRequestException('amount must be a positive number');
+  @Post('transfers')
+  @HttpCode(200)
+  transfer(@Body() body: TransferDto): Promise<{ from: Balance; to: Balance }> {
+    return this.accounts.transfer(transferOf(body));
   }
-  return amount;
 }
