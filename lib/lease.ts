@@ -1,6 +1,7 @@
 import { driftAllowance, monotonicNow } from './clock.js';
 import type { LockLostError } from './errors.js';
 import type { HeapItem } from './indexed-heap.js';
+import type { LeaseShape } from './stores/lock-store.js';
 
 export type LeaseState = 'held' | 'releasing' | 'released' | 'lost';
 
@@ -24,8 +25,8 @@ export class Lease implements HeapItem {
   heapIndex = -1;
   /** Monotonic ms when the lease was taken (for hold times in events). */
   readonly acquiredAt = monotonicNow();
-  /** Taken in fair mode: its release hands the key to the next queued waiter. */
-  fair = false;
+  /** How it is held: fair (its release hands the key to the next queued waiter) or a semaphore permit. */
+  shape: LeaseShape = {};
   private confirmedSentAt: number;
   /** The lease keeper's next look at this lease (renewal, expiry or maxHold), monotonic ms. */
   nextEventAt = Number.POSITIVE_INFINITY;

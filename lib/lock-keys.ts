@@ -17,4 +17,8 @@ export function assertValidKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new LockKeyError(MESSAGES.keyNotString(key));
   if (key.length === 0) throw new LockKeyError(MESSAGES.keyEmpty);
   if (key.length > MAX_KEY_LENGTH) throw new LockKeyError(MESSAGES.keyTooLong(key, MAX_KEY_LENGTH));
+  // A lone surrogate becomes U+FFFD in UTF-8, so different keys would collide in Redis.
+  if (LONE_SURROGATE.test(key)) throw new LockKeyError(MESSAGES.keyMalformedUnicode(key));
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -1,3 +1,4 @@
+import { MAX_TIMER_DELAY_MS } from './clock.js';
 import { LockConfigError } from './errors.js';
 import type {
   AcquireOptions,
@@ -43,6 +44,8 @@ export interface ResolvedCallOptions {
   autoExtend: boolean;
   maxHold: number | undefined;
   fair: boolean;
+  /** Counting semaphore size; undefined for an exclusive lock. */
+  permits: number | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -83,17 +86,20 @@ export function isRedisClient(value: unknown): value is { duplicate: () => unkno
   );
 }
 
-function positiveMs(option: string, value: unknown, message: ErrorFactory): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds greater than 0'));
+/** Largest time accepted: Redis takes integer milliseconds, and JS integers are exact up to here. */
+export const MAX_MS = Number.MAX_SAFE_INTEGER;
+
+export function positiveMs(option: string, value: unknown, message: ErrorFactory): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_MS) {
+    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds greater than 0 (at most 2^53 - 1)'));
   }
   // Redis takes whole milliseconds; rounding up never shortens what the user asked for.
   return Math.ceil(value);
 }
 
 function nonNegativeMs(option: string, value: unknown, message: ErrorFactory): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds, 0 or more'));
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
+    throw new LockConfigError(message(option, value, 'expected a finite number of milliseconds, 0 or more (at most 2^53 - 1)'));
   }
   return Math.ceil(value);
 }
@@ -194,7 +200,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     throw new LockConfigError(MESSAGES.configOption('store', options.store, "the only store is 'memory'"));
   }
 
-  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const prefix = options.prefix === undefined ? DEFAULT_PREFIX : options.prefix;
   if (typeof prefix !== 'string' || prefix.length === 0) {
     throw new LockConfigError(
       MESSAGES.configOption('prefix', prefix, 'expected a non-empty string, so lock keys never collide with your other keys'),
@@ -216,7 +222,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     pollInterval:
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL
-        : positiveMs('pollInterval', defaults.pollInterval, MESSAGES.configOption),
+        : Math.min(positiveMs('pollInterval', defaults.pollInterval, MESSAGES.configOption), MAX_TIMER_DELAY_MS),
   };
 }
 
@@ -224,14 +230,20 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
 export function resolveCallOptions(options: AcquireOptions | undefined, defaults: ResolvedModuleOptions): ResolvedCallOptions {
   if (options === undefined) {
     const { ttl, wait, autoExtend, maxHold, fair } = defaults;
-    return { ttl, wait, autoExtend, maxHold, fair, signal: undefined };
+    return { ttl, wait, autoExtend, maxHold, fair, permits: undefined, signal: undefined };
   }
-  if (typeof options !== 'object' || options === null) {
+  if (!isPlainObject(options)) {
     throw new LockConfigError(MESSAGES.configCallOption('options', options, 'expected an options object'));
   }
   const given = options as Record<string, unknown>;
   rejectUnknown(given, CALL_OPTION_NAMES, MESSAGES.configUnknownCallOption);
-  if (options.permits !== undefined) throw new LockConfigError(MESSAGES.configNotYet('permits', options.permits));
+  if (options.permits !== undefined) {
+    const permits = options.permits;
+    if (typeof permits !== 'number' || !Number.isInteger(permits) || permits < 1) {
+      throw new LockConfigError(MESSAGES.configCallOption('permits', permits, 'expected a whole number of permits, 1 or more'));
+    }
+    if (options.fair === true) throw new LockConfigError(MESSAGES.configCallOption('fair', true, 'fair mode is for exclusive locks, not with "permits"'));
+  }
   if (options.mode !== undefined && options.mode !== 'exclusive') {
     if (options.mode === 'read') throw new LockConfigError(MESSAGES.configNotYet('mode', options.mode));
     throw new LockConfigError(MESSAGES.configCallOption('mode', options.mode, "expected 'exclusive' or 'read'"));
@@ -245,7 +257,9 @@ export function resolveCallOptions(options: AcquireOptions | undefined, defaults
     autoExtend:
       options.autoExtend === undefined ? defaults.autoExtend : bool('autoExtend', options.autoExtend, MESSAGES.configCallOption),
     maxHold: options.maxHold === undefined ? defaults.maxHold : positiveMs('maxHold', options.maxHold, MESSAGES.configCallOption),
-    fair: options.fair === undefined ? defaults.fair : bool('fair', options.fair, MESSAGES.configCallOption),
-    signal: options.signal,
+    // A semaphore is never fair, even when the module makes exclusive locks fair by default.
+    fair: options.permits !== undefined ? false : options.fair === undefined ? defaults.fair : bool('fair', options.fair, MESSAGES.configCallOption),
+    permits: options.permits as number | undefined,
+    signal: options.signal as AbortSignal | undefined,
   };
 }

@@ -40,6 +40,8 @@ export const MESSAGES = {
   keyEmpty: 'Lock key must be a non-empty string, got ""',
   keyTooLong: (key: string, max: number) =>
     `Lock key is ${key.length} characters long (limit ${max}): ${describeValue(key)}; use a shorter key, e.g. a hash of it`,
+  keyMalformedUnicode: (key: string) =>
+    `Lock key ${describeValue(key)} contains a lone UTF-16 surrogate (half an emoji?), which Redis would store as U+FFFD and confuse with other keys; use well-formed text`,
   keysEmpty: 'At least one lock key is required, got an empty array',
 
   configOption: (option: string, value: unknown, rule: string) =>
@@ -58,6 +60,8 @@ export const MESSAGES = {
     `LockModule option "${option}" cannot be combined with "redlock" in this version; remove one of them`,
   configNotWithStore: (option: string) =>
     `LockModule option "${option}" applies to Redis only, not to store: 'memory'; remove it`,
+  configPermitsMismatch: (key: string, asked: number | undefined, inUse: number) =>
+    `Lock "${key}" is held as a semaphore with permits: ${inUse}, but this call asked for permits: ${asked}; every holder of a key must use the same "permits"`,
   configNotYet: (option: string, value: unknown) =>
     `LockModule option "${option}" (${describeValue(value)}) is not supported by this version of nestjs-redis-lock yet; remove it`,
   configCallOption: (option: string, value: unknown, rule: string) =>
@@ -66,6 +70,9 @@ export const MESSAGES = {
     `Unknown lock option "${option}"; known options are: ${known.join(', ')}`,
 
   decoratorNotMethod: (where: string) => `@WithLock can only decorate methods, but ${where} is not a function`,
+  decoratorOptions: (where: string, problem: string) => `@WithLock on ${where}: ${problem}`,
+  tryAcquireWait: (wait: unknown) =>
+    `tryAcquire never waits, but got wait: ${describeValue(wait)}; use acquire(keys, { wait }) to wait, or drop "wait"`,
   decoratorOnBusy: (where: string, value: unknown) =>
     `Invalid @WithLock option "onBusy" on ${where}: ${describeValue(value)}; expected 'throw' or 'skip'`,
   decoratorUnbound: (where: string) =>

@@ -12,10 +12,15 @@ import { LOCK_OPTIONS, LOCK_STORE, LOCK_TELEMETRY } from './lock.constants.js';
 import type { LockTelemetry } from './telemetry/lock-telemetry.js';
 import { assertValidKey, normalizeKeys } from './lock-keys.js';
 import { MESSAGES } from './lock.messages.js';
-import { resolveCallOptions, type ResolvedCallOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
+import {
+  positiveMs,
+  resolveCallOptions,
+  type ResolvedCallOptions,
+  type ResolvedModuleOptions,
+} from './lock-options.validation.js';
 import { Lock, type LeaseOwner } from './lock.js';
 import { ReleaseWaiters, type Waiter } from './release-waiters.js';
-import type { AcquireOutcome, LockStore, StoreHealth, WaitIntent } from './stores/lock-store.js';
+import type { AcquireOutcome, LeaseShape, LockStore, StoreHealth, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
 
 /** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
@@ -54,7 +59,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const listeners = [options.onEvent, telemetry?.record].filter((listener) => listener !== undefined);
     this.onEvent = listeners.length === 0 ? undefined : listeners.length === 1 ? listeners[0] : (event) => listeners.forEach((listener) => listener(event));
     this.keeper = new LeaseKeeper({
-      renew: (leases) => this.store.extend(leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl }))),
+      renew: (leases) =>
+        this.store.extend(
+          leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl, permits: lease.shape.permits })),
+        ),
       lost: (lease, reason) => this.loseLease(lease, reason),
       renewed: (lease) => {
         if (this.onEvent) this.emit({ type: 'extended', keys: lease.keys, ttl: lease.ttl, automatic: true });
@@ -74,6 +82,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   /** Like `acquire` but never waits: resolves `null` when any of the keys is busy. */
   async tryAcquire(keys: string | readonly string[], options?: AcquireOptions): Promise<Lock | null> {
     const call = resolveCallOptions(options, this.options);
+    if (options?.wait !== undefined && options.wait !== 0) throw new LockConfigError(MESSAGES.tryAcquireWait(options.wait));
     const taken = await this.take(keys, { ...call, wait: 0 }, true);
     return taken?.lock ?? null;
   }
@@ -147,7 +156,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       held.map(async (lease) => {
         lease.lose(new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostShutdown), lease.keys));
         lease.state = 'released';
-        await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS).catch((error: unknown) =>
+        await withTimeout(this.store.release(lease.keys, lease.token, lease.shape), RELEASE_TIMEOUT_MS).catch((error: unknown) =>
           this.logger.warn(`Could not release ${lease.keys.join(', ')} on shutdown (${String(error)}); it expires after its ttl`),
         );
       }),
@@ -166,7 +175,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     try {
       // Also for a lost lease: compare-and-delete cannot touch another owner's key, and it tidies
       // up keys of ours that Redis may still hold (e.g. a renewal reply that came too late).
-      await withTimeout(this.store.release(lease.keys, lease.token, lease.fair), RELEASE_TIMEOUT_MS);
+      await withTimeout(this.store.release(lease.keys, lease.token, lease.shape), RELEASE_TIMEOUT_MS);
     } catch (error) {
       if (wasHeld) {
         this.logger.warn(
@@ -183,18 +192,14 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   /** @internal Part of LeaseOwner: `lock.extend(ttl)`. */
   async extendLease(lease: Lease, ttl: number | undefined): Promise<void> {
-    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0)) {
-      throw new LockConfigError(MESSAGES.configCallOption('ttl', ttl, 'expected a finite number of milliseconds greater than 0'));
-    }
+    const newTtl = ttl === undefined ? lease.ttl : positiveMs('ttl', ttl, MESSAGES.configCallOption);
     this.assertHeld(lease);
-    const newTtl = ttl === undefined ? lease.ttl : Math.ceil(ttl);
-    lease.ttl = newTtl;
     const previousExpiry = lease.expiresAt;
     const sentAt = monotonicNow();
     let renewed: boolean | Error;
     try {
       [renewed] = await withTimeout(
-        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl }]),
+        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl, permits: lease.shape.permits }]),
         Math.max(previousExpiry - sentAt, MIN_CALL_TIMEOUT_MS),
       );
     } catch (error) {
@@ -209,6 +214,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       this.loseLease(lease, renewed ? 'unreachable' : 'owner');
       this.assertHeld(lease);
     }
+    // Only a confirmed extend changes the lease length used by later renewals.
+    lease.ttl = newTtl;
     lease.renewed(sentAt, newTtl);
     this.keeper.schedule(lease);
     if (this.onEvent) this.emit({ type: 'extended', keys: lease.keys, ttl: newTtl, automatic: false });
@@ -218,6 +225,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const keys = normalizeKeys(keysArg);
     if (call.fair && keys.length > 1) throw new LockConfigError(MESSAGES.configFairMultiKey(keys));
     if (call.fair && this.options.backend.kind === 'redlock') throw new LockConfigError(MESSAGES.configNotWithRedlock('fair'));
+    if (call.permits !== undefined && this.options.backend.kind === 'redlock') {
+      throw new LockConfigError(MESSAGES.configNotWithRedlock('permits'));
+    }
     this.assertOpen();
     // Reentrancy: keys this call chain already holds are shared, not taken again.
     const held = this.chain.getStore();
@@ -247,7 +257,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
     // holder's release announce itself.
-    const intent: WaitIntent = { announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0, fair };
+    const intent: WaitIntent = { announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0, fair, permits: call.permits };
+    const shape: LeaseShape = { fair: call.fair, permits: call.permits };
     let waiter: Waiter | undefined;
     let busyKey: string | undefined;
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
@@ -259,7 +270,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         this.assertOpen();
         if (waiter?.grantedFence !== undefined) {
           acquired = true;
-          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, fair !== undefined, start);
+          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, shape, start);
         }
         waiter?.consumeWake();
         const sentAt = monotonicNow();
@@ -273,12 +284,15 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         } catch (error) {
           failure = error;
           // The attempt may still run after we gave up on it: queue a release behind it.
-          this.releaseQuietly(keys, token, fair !== undefined);
+          this.releaseQuietly(keys, token, shape);
         }
         if (outcome?.acquired) {
           acquired = true;
           const leaseStart = outcome.grantedEarlier ? lastBusySentAt : sentAt;
-          return this.holdLease(keys, token, outcome.fences, call, leaseStart, fair !== undefined, start);
+          return this.holdLease(keys, token, outcome.fences, call, leaseStart, shape, start);
+        }
+        if (outcome?.permitsInUse !== undefined) {
+          throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
         }
         if (outcome) lastBusySentAt = sentAt;
         if (waiter?.grantedFence !== undefined) continue; // handed over while we were asking
@@ -327,16 +341,16 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     fences: number[],
     call: ResolvedCallOptions,
     sentAt: number,
-    fair: boolean,
+    shape: LeaseShape,
     waitStart: number,
   ): Lease {
     if (this.closed) {
-      this.releaseQuietly(keys, token, fair);
+      this.releaseQuietly(keys, token, shape);
       throw new LockUnavailableError(MESSAGES.shutDown);
     }
     const holdDeadline = call.maxHold === undefined ? undefined : sentAt + call.maxHold;
     const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
-    lease.fair = fair;
+    lease.shape = shape;
     this.leases.add(lease);
     this.keeper.schedule(lease);
     if (this.onEvent) this.emit({ type: 'acquired', keys, fences, waitedMs: Math.round(monotonicNow() - waitStart) });
@@ -388,8 +402,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (this.closed) throw new LockUnavailableError(MESSAGES.shutDown);
   }
 
-  private releaseQuietly(keys: readonly string[], token: string, fair: boolean): void {
-    this.store.release(keys, token, fair).catch(() => undefined);
+  private releaseQuietly(keys: readonly string[], token: string, shape: LeaseShape): void {
+    this.store.release(keys, token, shape).catch(() => undefined);
   }
 }
 

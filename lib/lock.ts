@@ -54,9 +54,8 @@ export class Lock implements AsyncDisposable {
   get fences(): Readonly<Record<string, number>> {
     if (!this.fencesByKey) {
       // Built on demand: an object keyed by user keys is costly to make on every acquire.
-      const fences: Record<string, number> = {};
-      this.keys.forEach((key, i) => (fences[key] = this.leaseOfKey[i].fenceOf(key)));
-      this.fencesByKey = Object.freeze(fences);
+      // fromEntries defines own properties, so even a key named "__proto__" is just a key.
+      this.fencesByKey = Object.freeze(Object.fromEntries(this.keys.map((key, i) => [key, this.leaseOfKey[i].fenceOf(key)])));
     }
     return this.fencesByKey;
   }

@@ -78,7 +78,9 @@ describe('LockModule', () => {
     const bad: Array<[object, RegExp]> = [
       [{ ttl: 0 }, /"ttl": 0/],
       [{ wait: -1 }, /"wait": -1/],
-      [{ permits: 3 }, /"permits".*not supported/],
+      [{ permits: 0 }, /"permits": 0/],
+      [{ permits: 2.5 }, /"permits": 2.5/],
+      [{ permits: 2, fair: true }, /"fair": true; fair mode is for exclusive locks/],
       [{ mode: 'read' }, /"mode".*not supported/],
       [{ mode: 'shared' }, /"mode": "shared"/],
       [{ fair: 1 }, /"fair": 1/],

@@ -4,7 +4,7 @@ import { LockConfigError } from '../errors.js';
 import type { AcquireOptions } from '../interfaces/lock-options.interface.js';
 import { compileKeyTemplate, type KeyTemplate } from '../key-template.js';
 import { boundLockService, markLockedMethodOwner } from '../lock-binding.js';
-import { MESSAGES } from '../lock.messages.js';
+import { describeValue, MESSAGES } from '../lock.messages.js';
 import { resolveCallOptions, type ResolvedModuleOptions } from '../lock-options.validation.js';
 import type { HeldScope, LockService } from '../lock.service.js';
 
@@ -56,9 +56,19 @@ export function WithLock<TArgs extends unknown[] = any[]>(template: KeyTemplate<
 
     // Everything that can be checked without an app fails here, when the class is defined.
     const keys = compileKeyTemplate(template as KeyTemplate, original, { className, methodName });
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new LockConfigError(MESSAGES.decoratorOptions(where, `options must be an object, got ${describeValue(options)}`));
+    }
     const { onBusy = 'throw', ...lockOptions } = options;
     if (onBusy !== 'throw' && onBusy !== 'skip') throw new LockConfigError(MESSAGES.decoratorOnBusy(where, onBusy));
-    resolveCallOptions(lockOptions as AcquireOptions, DEFINITION_TIME_DEFAULTS);
+    if ('signal' in lockOptions) {
+      throw new LockConfigError(MESSAGES.decoratorOptions(where, 'a "signal" would be shared by every call; cancel with the service API instead'));
+    }
+    try {
+      resolveCallOptions(lockOptions as AcquireOptions, DEFINITION_TIME_DEFAULTS);
+    } catch (error) {
+      throw error instanceof LockConfigError ? new LockConfigError(MESSAGES.decoratorOptions(where, error.message)) : error;
+    }
     const returnsObservable = declaresObservable(Reflect.getMetadata?.('design:returntype', target, propertyKey));
 
     /** Takes the lock (or null when skipped); resolving the key is part of it, so it never throws synchronously. */

@@ -7,7 +7,15 @@ export type AcquireOutcome =
       /** a fair release had already handed the key to this token before the attempt arrived */
       grantedEarlier?: boolean;
     }
-  | { acquired: false; /** the first key found held */ busyKey: string; /** its remaining lease in ms, or -1 if unknown */ busyForMs: number };
+  | {
+      acquired: false;
+      /** the first key found held */
+      busyKey: string;
+      /** its remaining lease in ms (for a semaphore: until its first permit frees), or -1 if unknown */
+      busyForMs: number;
+      /** semaphore only: the key's holders use this many permits, not the number asked for */
+      permitsInUse?: number;
+    };
 
 /** A release heard from the store: plain, or handed straight to a fair waiter. */
 export interface ReleaseNotice {
@@ -27,6 +35,14 @@ export interface WaitIntent {
   announceFor: number;
   /** Fair mode (one key): queue the caller; `presenceTtl` is how long it counts as present without trying again. */
   fair?: { presenceTtl: number };
+  /** Counting semaphore: at most this many holders per key (instead of an exclusive lock). */
+  permits?: number;
+}
+
+/** What kind of hold a lease is, which decides how it is renewed and released. */
+export interface LeaseShape {
+  fair?: boolean;
+  permits?: number;
 }
 
 /** Reachability of one server behind a store. */
@@ -53,6 +69,8 @@ export interface Renewal {
   keys: readonly string[];
   token: string;
   ttl: number;
+  /** Semaphore leases renew their permit instead of an exclusive key. */
+  permits?: number;
 }
 
 /**
@@ -72,7 +90,7 @@ export interface LockStore {
    * Deletes the keys still owned by `token` (never another owner's) and announces each release.
    * A `fair` release hands the key straight to the first queued waiter.
    */
-  release(keys: readonly string[], token: string, fair?: boolean): Promise<number>;
+  release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number>;
   /** A fair waiter gives up: leaves the queue, passing the lock on if it was granted meanwhile. */
   leaveQueue(key: string, token: string, ttl: number): Promise<void>;
   isLocked(key: string): Promise<boolean>;

@@ -1,5 +1,5 @@
 import { monotonicNow } from '../clock.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 
 interface HeldKey {
   token: string;
@@ -18,6 +18,20 @@ class MemoryKeyspace {
   readonly fences = new Map<string, number>();
   readonly queues = new Map<string, QueuedWaiter[]>();
   readonly listeners = new Set<(notice: ReleaseNotice) => void>();
+  /** Semaphores: the agreed limit and each holder's lease expiry. */
+  readonly semaphores = new Map<string, { limit: number; holders: Map<string, number> }>();
+
+  /** A semaphore's live holders (expired permits are dropped, as the Redis script does). */
+  semaphore(key: string, now: number): { limit: number; holders: Map<string, number> } | undefined {
+    const semaphore = this.semaphores.get(key);
+    if (!semaphore) return undefined;
+    for (const [token, expiresAt] of semaphore.holders) if (expiresAt <= now) semaphore.holders.delete(token);
+    if (semaphore.holders.size === 0) {
+      this.semaphores.delete(key);
+      return undefined;
+    }
+    return semaphore;
+  }
 
   /** The key's holder, if its lease has not run out (expired leases vanish, as in Redis). */
   holder(key: string, now: number): HeldKey | undefined {
@@ -99,6 +113,7 @@ export class MemoryLockStore implements LockStore {
       else space.queues.set(key, [...queue, { token, ttl, goneAt: now + intent.fair.presenceTtl }]);
       return { acquired: false, busyKey: key, busyForMs: holder ? Math.ceil(holder.expiresAt - now) : -1 };
     }
+    if (intent.permits !== undefined) return this.acquirePermits(keys, token, ttl, intent.permits, now);
     for (const key of keys) {
       const holder = space.holder(key, now);
       if (holder) return { acquired: false, busyKey: key, busyForMs: Math.ceil(holder.expiresAt - now) };
@@ -107,21 +122,53 @@ export class MemoryLockStore implements LockStore {
     return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
   }
 
+  private acquirePermits(keys: readonly string[], token: string, ttl: number, permits: number, now: number): AcquireOutcome {
+    const space = this.space;
+    for (const key of keys) {
+      const semaphore = space.semaphore(key, now);
+      if (!semaphore) continue;
+      if (semaphore.limit !== permits) return { acquired: false, busyKey: key, busyForMs: -1, permitsInUse: semaphore.limit };
+      if (semaphore.holders.size >= permits) {
+        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.min(...semaphore.holders.values()) - now) };
+      }
+    }
+    for (const key of keys) {
+      const semaphore = space.semaphore(key, now) ?? { limit: permits, holders: new Map<string, number>() };
+      semaphore.holders.set(token, now + ttl);
+      space.semaphores.set(key, semaphore);
+    }
+    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+  }
+
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
     await Promise.resolve();
     const now = monotonicNow();
-    return renewals.map(({ keys, token, ttl }) => {
+    return renewals.map(({ keys, token, ttl, permits }) => {
+      if (permits !== undefined) {
+        const semaphores = keys.map((key) => this.space.semaphore(key, now));
+        if (!semaphores.every((semaphore) => semaphore?.holders.has(token))) return false;
+        for (const semaphore of semaphores) semaphore?.holders.set(token, now + ttl);
+        return true;
+      }
       if (!keys.every((key) => this.space.holder(key, now)?.token === token)) return false;
       for (const key of keys) this.space.locks.set(key, { token, expiresAt: now + ttl });
       return true;
     });
   }
 
-  async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
+  async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
+    const fair = shape?.fair;
     await Promise.resolve();
     const now = monotonicNow();
     let released = 0;
     for (const key of keys) {
+      if (shape?.permits !== undefined) {
+        if (this.space.semaphore(key, now)?.holders.delete(token)) {
+          released += 1;
+          this.space.announce({ key, releasedBy: token });
+        }
+        continue;
+      }
       if (this.space.holder(key, now)?.token !== token) continue;
       this.space.locks.delete(key);
       released += 1;

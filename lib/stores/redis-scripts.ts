@@ -11,24 +11,32 @@
 /**
  * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys, KEYS[2n+1..3n] their "wanted" markers;
  * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted (0: the caller
- * will not wait). All or nothing: nothing is written unless every lock key is free.
+ * will not wait). All or nothing: nothing is written unless every lock key is free (or already
+ * held by this token: an attempt re-sent by ioredis after a lost reply must not find itself busy).
  * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, its PTTL}.
  */
 export const ACQUIRE_SCRIPT = `
 local n = #KEYS / 3
 for i = 1, n do
-  local pttl = redis.call('PTTL', KEYS[i])
-  if pttl ~= -2 then
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then
     if tonumber(ARGV[3]) > 0 then
       redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
     end
-    return {0, i, pttl}
+    return {0, i, redis.call('PTTL', KEYS[i])}
   end
 end
 local reply = {1}
 for i = 1, n do
+  -- Already ours can only mean this very attempt was re-sent after a lost reply (tokens are never
+  -- reused): answer as the first run did, without a new fence.
+  local mine = redis.call('GET', KEYS[i]) == ARGV[1]
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  reply[i + 1] = redis.call('INCR', KEYS[n + i])
+  if mine then
+    reply[i + 1] = tonumber(redis.call('GET', KEYS[n + i]))
+  else
+    reply[i + 1] = redis.call('INCR', KEYS[n + i])
+  end
 end
 return reply
 `;
@@ -194,4 +202,106 @@ for i = 1, #KEYS do
   end
 end
 return 1
+`;
+
+/*
+ * Counting semaphores. Per user key K: a sorted set `<prefix>{K}:permits` of holder tokens scored
+ * by lease expiry in Redis server time (so clients with skewed clocks can neither steal nor lose
+ * permits), the agreed limit `<prefix>{K}:limit`, and the same fence counter and "wanted" marker
+ * as an exclusive lock. Bookkeeping keys expire with their longest lease.
+ */
+
+/** Shared Lua: Redis server time in ms, as `now`. */
+const SERVER_NOW = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
+/**
+ * KEYS per user key i: [4i-3] permits set, [4i-2] limit, [4i-1] fence, [4i] wanted marker;
+ * ARGV[1] token, ARGV[2] ttl, ARGV[3] permits, ARGV[4] how long to mark a full key as wanted.
+ * All or nothing over the keys. Returns {1, fence...}, {0, i, ms until its first permit frees},
+ * or {-1, i, limit in use} when the key's holders agreed on another number of permits.
+ */
+export const SEMAPHORE_ACQUIRE_SCRIPT = `
+${SERVER_NOW}
+local n = #KEYS / 4
+local permits = tonumber(ARGV[3])
+for i = 1, n do
+  local set = KEYS[4 * i - 3]
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+  local holders = redis.call('ZCARD', set)
+  if redis.call('ZSCORE', set, ARGV[1]) then
+    holders = 0 -- a re-sent attempt of a holder that already got its permit
+  end
+  local limit = tonumber(redis.call('GET', KEYS[4 * i - 2]) or '0')
+  if holders > 0 and limit > 0 and limit ~= permits then
+    return {-1, i, limit}
+  end
+  if holders >= permits then
+    if tonumber(ARGV[4]) > 0 then
+      redis.call('SET', KEYS[4 * i], '1', 'PX', ARGV[4])
+    end
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    return {0, i, tonumber(first[2]) - now}
+  end
+end
+local reply = {1}
+local ttl = tonumber(ARGV[2])
+for i = 1, n do
+  local set = KEYS[4 * i - 3]
+  local mine = redis.call('ZSCORE', set, ARGV[1])
+  redis.call('ZADD', set, now + ttl, ARGV[1])
+  redis.call('SET', KEYS[4 * i - 2], permits)
+  if redis.call('PTTL', set) < ttl then
+    redis.call('PEXPIRE', set, ttl)
+    redis.call('PEXPIRE', KEYS[4 * i - 2], ttl)
+  end
+  if mine then
+    reply[i + 1] = tonumber(redis.call('GET', KEYS[4 * i - 1]))
+  else
+    reply[i + 1] = redis.call('INCR', KEYS[4 * i - 1])
+  end
+end
+return reply
+`;
+
+/**
+ * KEYS permits sets; ARGV[1] token, ARGV[2] ttl. Renews the token's permit in every set if it
+ * still holds one everywhere (an expired permit is gone for good). 1 renewed, 0 lost.
+ */
+export const SEMAPHORE_EXTEND_SCRIPT = `
+${SERVER_NOW}
+for i = 1, #KEYS do
+  local expiry = redis.call('ZSCORE', KEYS[i], ARGV[1])
+  if not expiry or tonumber(expiry) <= now then
+    return 0
+  end
+end
+local ttl = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[1])
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return 1
+`;
+
+/**
+ * KEYS[1..n] permits sets, KEYS[n+1..2n] wanted markers; ARGV[1] token, ARGV[2] channel,
+ * ARGV[3..] user keys. Gives the token's permits back, announcing them to waiters if any.
+ */
+export const SEMAPHORE_RELEASE_SCRIPT = `
+local n = #KEYS / 2
+local released = 0
+for i = 1, n do
+  if redis.call('ZREM', KEYS[i], ARGV[1]) == 1 then
+    released = released + 1
+    if redis.call('EXISTS', KEYS[n + i]) == 1 then
+      redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
+    end
+  end
+end
+return released
 `;

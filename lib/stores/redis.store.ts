@@ -5,7 +5,7 @@ import { isRedisClient } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
-import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
   EXTEND_SCRIPT,
@@ -14,6 +14,9 @@ import {
   FAIR_RELEASE_SCRIPT,
   RAISE_FENCES_SCRIPT,
   RELEASE_SCRIPT,
+  SEMAPHORE_ACQUIRE_SCRIPT,
+  SEMAPHORE_EXTEND_SCRIPT,
+  SEMAPHORE_RELEASE_SCRIPT,
 } from './redis-scripts.js';
 
 type Client = Redis | Cluster;
@@ -27,6 +30,9 @@ interface ScriptCommands {
   nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockRaiseFences(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockSemaphoreExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockSemaphoreRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -75,6 +81,9 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockFairRelease', { lua: FAIR_RELEASE_SCRIPT });
     client.defineCommand('nestjsRedisLockFairLeave', { lua: FAIR_LEAVE_SCRIPT });
     client.defineCommand('nestjsRedisLockRaiseFences', { lua: RAISE_FENCES_SCRIPT });
+    client.defineCommand('nestjsRedisLockSemaphoreAcquire', { lua: SEMAPHORE_ACQUIRE_SCRIPT });
+    client.defineCommand('nestjsRedisLockSemaphoreExtend', { lua: SEMAPHORE_EXTEND_SCRIPT });
+    client.defineCommand('nestjsRedisLockSemaphoreRelease', { lua: SEMAPHORE_RELEASE_SCRIPT });
   }
 
   static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
@@ -96,24 +105,25 @@ export class RedisLockStore implements LockStore {
     if (intent.fair) {
       const reply = await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, intent.fair.presenceTtl);
       if (reply[0] !== 1) return { acquired: false, busyKey: keys[0], busyForMs: Number(reply[2]) };
-      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, true);
+      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, { fair: true });
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
+    const shape: LeaseShape = { permits: intent.permits };
     if (!this.isCluster) {
       // The common case, kept to one script call with no extra allocation.
-      const reply = await this.acquireGroup(keys, token, ttl, intent.announceFor);
-      if (reply[0] !== 1) return { acquired: false, busyKey: keys[Number(reply[1]) - 1], busyForMs: Number(reply[2]) };
-      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, false);
+      const reply = await this.acquireGroup(keys, token, ttl, intent);
+      if (reply[0] !== 1) return busyOutcome(keys, reply);
+      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, shape);
       return { acquired: true, fences: reply.slice(1).map(Number) };
     }
     const fences = new Map<string, number>();
     const taken: string[][] = [];
     for (const group of this.slotGroups(keys)) {
-      const reply = await this.acquireGroup(group, token, ttl, intent.announceFor);
+      const reply = await this.acquireGroup(group, token, ttl, intent);
       if (reply[0] !== 1) {
         // All or nothing across slots: give back the slots already taken.
-        await Promise.all(taken.map((done) => this.release(done, token)));
-        return { acquired: false, busyKey: group[Number(reply[1]) - 1], busyForMs: Number(reply[2]) };
+        await Promise.all(taken.map((done) => this.release(done, token, shape)));
+        return busyOutcome(group, reply);
       }
       taken.push(group);
       group.forEach((key, i) => fences.set(key, Number(reply[i + 1])));
@@ -121,7 +131,17 @@ export class RedisLockStore implements LockStore {
     return { acquired: true, fences: keys.map((key) => fences.get(key) as number) };
   }
 
-  private acquireGroup(keys: readonly string[], token: string, ttl: number, announceFor: number): Promise<Array<number | string>> {
+  private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
+    if (intent.permits !== undefined) {
+      return this.client.nestjsRedisLockSemaphoreAcquire(
+        keys.length * 4,
+        ...keys.flatMap((key) => [this.permitsKey(key), `${this.lockKey(key)}:limit`, this.fenceKey(key), this.wantedKey(key)]),
+        token,
+        ttl,
+        intent.permits,
+        intent.announceFor,
+      );
+    }
     return this.client.nestjsRedisLockAcquire(
       keys.length * 3,
       ...keys.map((key) => this.lockKey(key)),
@@ -129,7 +149,7 @@ export class RedisLockStore implements LockStore {
       ...keys.map((key) => this.wantedKey(key)),
       token,
       ttl,
-      announceFor,
+      intent.announceFor,
     );
   }
 
@@ -140,7 +160,7 @@ export class RedisLockStore implements LockStore {
         renewals.map(async (renewal) => {
           try {
             const replies = await Promise.all(
-              this.slotGroups(renewal.keys).map((group) => this.client.nestjsRedisLockExtend(...this.extendArgs(group, renewal))),
+              this.slotGroups(renewal.keys).map((group) => this.extendCall(renewal)(...this.extendArgs(group, renewal))),
             );
             return replies.every((reply) => reply === 1);
           } catch (error) {
@@ -150,7 +170,10 @@ export class RedisLockStore implements LockStore {
       );
     }
     const pipeline = this.client.pipeline() as ScriptPipeline;
-    for (const renewal of renewals) pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
+    for (const renewal of renewals) {
+      if (renewal.permits === undefined) pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
+      else pipeline.nestjsRedisLockSemaphoreExtend(...this.extendArgs(renewal.keys, renewal));
+    }
     const replies = (await pipeline.exec()) ?? [];
     return renewals.map((_, i) => {
       const [error, reply] = replies[i] ?? [new Error('no reply in pipeline'), undefined];
@@ -158,17 +181,19 @@ export class RedisLockStore implements LockStore {
     });
   }
 
-  async release(keys: readonly string[], token: string, fair?: boolean): Promise<number> {
-    if (fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
-    if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token);
-    const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token)));
+  async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
+    if (shape?.fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
+    if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
+    const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
     return released.reduce((sum, count) => sum + count, 0);
   }
 
-  private releaseGroup(keys: readonly string[], token: string): Promise<number> {
-    return this.client.nestjsRedisLockRelease(
+  private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
+    const release = shape?.permits === undefined ? this.client.nestjsRedisLockRelease : this.client.nestjsRedisLockSemaphoreRelease;
+    return release.call(
+      this.client,
       keys.length * 2,
-      ...keys.map((key) => this.lockKey(key)),
+      ...keys.map((key) => (shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key))),
       ...keys.map((key) => this.wantedKey(key)),
       token,
       this.releaseChannel,
@@ -255,13 +280,13 @@ export class RedisLockStore implements LockStore {
    * With `waitForReplicas`, the lock counts only once that many replicas have it, so a failover
    * right after cannot lose it; otherwise it is given back and the attempt fails.
    */
-  private async awaitReplicas(keys: readonly string[], token: string, fair: boolean): Promise<void> {
+  private async awaitReplicas(keys: readonly string[], token: string, shape: LeaseShape): Promise<void> {
     const wanted = this.settings.waitForReplicas;
     if (!wanted) return;
     const timeout = this.settings.replicaTimeout ?? 1_000;
     const acknowledged = Number(await (this.client as Redis).wait(wanted, timeout).catch(() => 0));
     if (acknowledged >= wanted) return;
-    await this.release(keys, token, fair).catch(() => undefined);
+    await this.release(keys, token, shape).catch(() => undefined);
     throw new Error(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeout} ms (waitForReplicas)`);
   }
 
@@ -280,7 +305,14 @@ export class RedisLockStore implements LockStore {
   }
 
   private extendArgs(keys: readonly string[], renewal: Renewal): [number, ...Array<string | number>] {
-    return [keys.length, ...keys.map((key) => this.lockKey(key)), renewal.token, renewal.ttl];
+    const keyOf = renewal.permits === undefined ? (key: string) => this.lockKey(key) : (key: string) => this.permitsKey(key);
+    return [keys.length, ...keys.map(keyOf), renewal.token, renewal.ttl];
+  }
+
+  private extendCall(renewal: Renewal): (...args: [number, ...Array<string | number>]) => Promise<number> {
+    return renewal.permits === undefined
+      ? (...args) => this.client.nestjsRedisLockExtend(...args)
+      : (...args) => this.client.nestjsRedisLockSemaphoreExtend(...args);
   }
 
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
@@ -298,6 +330,11 @@ export class RedisLockStore implements LockStore {
     return `${this.lockKey(key)}:fence`;
   }
 
+  /** A semaphore's holders: tokens scored by lease expiry (Redis time). */
+  private permitsKey(key: string): string {
+    return `${this.lockKey(key)}:permits`;
+  }
+
   /** Exists while someone waits for the key, so its release is announced. */
   private wantedKey(key: string): string {
     return `${this.lockKey(key)}:wanted`;
@@ -313,6 +350,13 @@ export class RedisLockStore implements LockStore {
       this.logger.warn(`Redis ${role} error: ${error.message}`);
     });
   }
+}
+
+/** Reads a busy reply of the acquire scripts: {0, index, ms} or, for a semaphore, {-1, index, limit}. */
+function busyOutcome(keys: readonly string[], reply: ReadonlyArray<number | string>): AcquireOutcome {
+  const busyKey = keys[Number(reply[1]) - 1];
+  if (Number(reply[0]) === -1) return { acquired: false, busyKey, busyForMs: -1, permitsInUse: Number(reply[2]) };
+  return { acquired: false, busyKey, busyForMs: Number(reply[2]) };
 }
 
 /** Token length in hex characters (128 bits). */
