@@ -46,6 +46,8 @@ export interface ResolvedCallOptions {
   fair: boolean;
   /** Counting semaphore size; undefined for an exclusive lock. */
   permits: number | undefined;
+  /** `'read'` for a shared read lock; undefined for an exclusive (write) lock. */
+  mode: 'read' | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -230,7 +232,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
 export function resolveCallOptions(options: AcquireOptions | undefined, defaults: ResolvedModuleOptions): ResolvedCallOptions {
   if (options === undefined) {
     const { ttl, wait, autoExtend, maxHold, fair } = defaults;
-    return { ttl, wait, autoExtend, maxHold, fair, permits: undefined, signal: undefined };
+    return { ttl, wait, autoExtend, maxHold, fair, permits: undefined, mode: undefined, signal: undefined };
   }
   if (!isPlainObject(options)) {
     throw new LockConfigError(MESSAGES.configCallOption('options', options, 'expected an options object'));
@@ -245,8 +247,13 @@ export function resolveCallOptions(options: AcquireOptions | undefined, defaults
     if (options.fair === true) throw new LockConfigError(MESSAGES.configCallOption('fair', true, 'fair mode is for exclusive locks, not with "permits"'));
   }
   if (options.mode !== undefined && options.mode !== 'exclusive') {
-    if (options.mode === 'read') throw new LockConfigError(MESSAGES.configNotYet('mode', options.mode));
-    throw new LockConfigError(MESSAGES.configCallOption('mode', options.mode, "expected 'exclusive' or 'read'"));
+    if (options.mode !== 'read') {
+      throw new LockConfigError(MESSAGES.configCallOption('mode', options.mode, "expected 'exclusive' or 'read'"));
+    }
+    if (options.permits !== undefined) {
+      throw new LockConfigError(MESSAGES.configCallOption('mode', 'read', 'a read lock cannot also be a semaphore; drop "permits"'));
+    }
+    if (options.fair === true) throw new LockConfigError(MESSAGES.configCallOption('fair', true, "fair mode is for exclusive locks, not with mode: 'read'"));
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw new LockConfigError(MESSAGES.configCallOption('signal', options.signal, 'expected an AbortSignal'));
@@ -257,9 +264,15 @@ export function resolveCallOptions(options: AcquireOptions | undefined, defaults
     autoExtend:
       options.autoExtend === undefined ? defaults.autoExtend : bool('autoExtend', options.autoExtend, MESSAGES.configCallOption),
     maxHold: options.maxHold === undefined ? defaults.maxHold : positiveMs('maxHold', options.maxHold, MESSAGES.configCallOption),
-    // A semaphore is never fair, even when the module makes exclusive locks fair by default.
-    fair: options.permits !== undefined ? false : options.fair === undefined ? defaults.fair : bool('fair', options.fair, MESSAGES.configCallOption),
+    // Semaphores and readers are never fair, even when the module makes exclusive locks fair by default.
+    fair:
+      options.permits !== undefined || options.mode === 'read'
+        ? false
+        : options.fair === undefined
+          ? defaults.fair
+          : bool('fair', options.fair, MESSAGES.configCallOption),
     permits: options.permits as number | undefined,
+    mode: options.mode === 'read' ? 'read' : undefined,
     signal: options.signal as AbortSignal | undefined,
   };
 }

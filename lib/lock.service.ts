@@ -61,7 +61,13 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     this.keeper = new LeaseKeeper({
       renew: (leases) =>
         this.store.extend(
-          leases.map((lease) => ({ keys: lease.keys, token: lease.token, ttl: lease.ttl, permits: lease.shape.permits })),
+          leases.map((lease) => ({
+            keys: lease.keys,
+            token: lease.token,
+            ttl: lease.ttl,
+            permits: lease.shape.permits,
+            mode: lease.shape.mode,
+          })),
         ),
       lost: (lease, reason) => this.loseLease(lease, reason),
       renewed: (lease) => {
@@ -199,7 +205,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     let renewed: boolean | Error;
     try {
       [renewed] = await withTimeout(
-        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl, permits: lease.shape.permits }]),
+        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl, permits: lease.shape.permits, mode: lease.shape.mode }]),
         Math.max(previousExpiry - sentAt, MIN_CALL_TIMEOUT_MS),
       );
     } catch (error) {
@@ -228,12 +234,16 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (call.permits !== undefined && this.options.backend.kind === 'redlock') {
       throw new LockConfigError(MESSAGES.configNotWithRedlock('permits'));
     }
+    if (call.mode === 'read' && this.options.backend.kind === 'redlock') throw new LockConfigError(MESSAGES.configNotWithRedlock('mode'));
     this.assertOpen();
     // Reentrancy: keys this call chain already holds are shared, not taken again.
     const held = this.chain.getStore();
     const reentered = keys.map((key) => {
       const lease = held?.get(key);
-      return lease?.state === 'held' ? lease : undefined;
+      if (lease?.state !== 'held') return undefined;
+      // A reader asking to write would deadlock with itself (and with any other reader doing the same).
+      if (lease.shape.mode === 'read' && call.mode !== 'read') throw new LockConfigError(MESSAGES.upgradeRefused(key));
+      return lease;
     });
     const missing = keys.filter((_, i) => reentered[i] === undefined);
     let own: Lease | undefined;
@@ -257,8 +267,13 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
     // holder's release announce itself.
-    const intent: WaitIntent = { announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0, fair, permits: call.permits };
-    const shape: LeaseShape = { fair: call.fair, permits: call.permits };
+    const intent: WaitIntent = {
+      announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0,
+      fair,
+      permits: call.permits,
+      mode: call.mode,
+    };
+    const shape: LeaseShape = { fair: call.fair, permits: call.permits, mode: call.mode };
     let waiter: Waiter | undefined;
     let busyKey: string | undefined;
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */

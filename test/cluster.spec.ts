@@ -81,6 +81,22 @@ describe('Redis Cluster', () => {
       expect(done).toBe(10);
     });
 
+    it('runs semaphores and read-write locks on a Cluster, across slots', async () => {
+      const keys = ['sem-cluster:a', 'sem-cluster:b', 'sem-cluster:c'];
+      const first = await appA.locks.acquire(keys, { permits: 2 });
+      const second = await appB.locks.acquire(keys, { permits: 2 });
+      expect(await appB.locks.tryAcquire(keys, { permits: 2 })).toBeNull();
+      await first.release();
+      await second.release();
+
+      const reader = await appA.locks.acquire('rw-cluster', { mode: 'read' });
+      const other = await appB.locks.acquire('rw-cluster', { mode: 'read' });
+      expect(await appB.locks.tryAcquire('rw-cluster')).toBeNull();
+      await reader.release();
+      await other.release();
+      await (await appB.locks.acquire('rw-cluster')).release();
+    });
+
     it('works in fair mode on a Cluster (queue keys share the lock key slot)', async () => {
       const held = await appA.locks.acquire('fair-cluster', { fair: true });
       const waiting = appB.locks.acquire('fair-cluster', { fair: true, wait: 20_000 });

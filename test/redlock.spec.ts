@@ -65,6 +65,11 @@ describe('Redlock over three independent masters', () => {
     await lock.release();
   });
 
+  it('refuses semaphores and read locks, which it does not implement by quorum', async () => {
+    await expect(appA.locks.acquire('rl:sem', { permits: 2 })).rejects.toThrow(/"permits" cannot be combined with "redlock"/);
+    await expect(appA.locks.acquire('rl:read', { mode: 'read' })).rejects.toThrow(/"mode" cannot be combined with "redlock"/);
+  });
+
   it('fails with LockNotAcquiredError, not unavailability, when a quorum of masters says busy', async () => {
     const held = await appA.locks.acquire('rl:busy');
     await expect(appB.locks.acquire('rl:busy', { wait: 100 })).rejects.toBeInstanceOf(LockNotAcquiredError);

@@ -32,9 +32,9 @@ export interface LockTimingOptions {
 export interface AcquireOptions extends LockTimingOptions {
   /** Cancels the wait (not a lock already held): the call rejects with the signal's reason. */
   signal?: AbortSignal;
-  /** Counting semaphore size. Not available in this version. */
+  /** Counting semaphore: at most this many holders of the key at once; all holders of a key must agree. */
   permits?: number;
-  /** Read-write locks. Not available in this version. */
+  /** `'read'`: shared with other readers, excluded by a writer; `'exclusive'` (default): the writer. */
   mode?: 'read' | 'exclusive';
 }
 

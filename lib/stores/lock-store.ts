@@ -37,12 +37,15 @@ export interface WaitIntent {
   fair?: { presenceTtl: number };
   /** Counting semaphore: at most this many holders per key (instead of an exclusive lock). */
   permits?: number;
+  /** Read-write lock: `'read'` shares the key with other readers and excludes the writer. */
+  mode?: 'read';
 }
 
 /** What kind of hold a lease is, which decides how it is renewed and released. */
 export interface LeaseShape {
   fair?: boolean;
   permits?: number;
+  mode?: 'read';
 }
 
 /** Reachability of one server behind a store. */
@@ -71,6 +74,8 @@ export interface Renewal {
   ttl: number;
   /** Semaphore leases renew their permit instead of an exclusive key. */
   permits?: number;
+  /** Read leases renew their place among the readers. */
+  mode?: 'read';
 }
 
 /**

@@ -18,6 +18,22 @@ class MemoryKeyspace {
   readonly fences = new Map<string, number>();
   readonly queues = new Map<string, QueuedWaiter[]>();
   readonly listeners = new Set<(notice: ReleaseNotice) => void>();
+  /** Readers of read-write locks: each reader's lease expiry. */
+  readonly readers = new Map<string, Map<string, number>>();
+  /** Until when a writer waiting for readers keeps new readers out. */
+  readonly writerWaiting = new Map<string, number>();
+
+  liveReaders(key: string, now: number): Map<string, number> | undefined {
+    const readers = this.readers.get(key);
+    if (!readers) return undefined;
+    for (const [token, expiresAt] of readers) if (expiresAt <= now) readers.delete(token);
+    if (readers.size === 0) {
+      this.readers.delete(key);
+      return undefined;
+    }
+    return readers;
+  }
+
   /** Semaphores: the agreed limit and each holder's lease expiry. */
   readonly semaphores = new Map<string, { limit: number; holders: Map<string, number> }>();
 
@@ -103,7 +119,7 @@ export class MemoryLockStore implements LockStore {
       const holder = space.holder(key, now);
       if (holder?.token === token) return { acquired: true, fences: [space.fences.get(key) ?? 0], grantedEarlier: true };
       const queue = space.queue(key, now);
-      if (!holder && (queue.length === 0 || queue[0].token === token)) {
+      if (!holder && !space.liveReaders(key, now) && (queue.length === 0 || queue[0].token === token)) {
         if (queue.length > 0) queue.shift();
         space.locks.set(key, { token, expiresAt: now + ttl });
         return { acquired: true, fences: [space.nextFence(key)] };
@@ -114,11 +130,38 @@ export class MemoryLockStore implements LockStore {
       return { acquired: false, busyKey: key, busyForMs: holder ? Math.ceil(holder.expiresAt - now) : -1 };
     }
     if (intent.permits !== undefined) return this.acquirePermits(keys, token, ttl, intent.permits, now);
+    if (intent.mode === 'read') return this.acquireRead(keys, token, ttl, now);
     for (const key of keys) {
       const holder = space.holder(key, now);
       if (holder) return { acquired: false, busyKey: key, busyForMs: Math.ceil(holder.expiresAt - now) };
+      const readers = space.liveReaders(key, now);
+      if (readers) {
+        // A writer kept out by readers keeps new readers out in turn, while it waits.
+        if (intent.announceFor > 0) space.writerWaiting.set(key, now + intent.announceFor);
+        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.min(...readers.values()) - now) };
+      }
     }
-    for (const key of keys) space.locks.set(key, { token, expiresAt: now + ttl });
+    for (const key of keys) {
+      space.locks.set(key, { token, expiresAt: now + ttl });
+      space.writerWaiting.delete(key);
+    }
+    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+  }
+
+  private acquireRead(keys: readonly string[], token: string, ttl: number, now: number): AcquireOutcome {
+    const space = this.space;
+    for (const key of keys) {
+      const holder = space.holder(key, now);
+      const writerWaitsUntil = space.writerWaiting.get(key) ?? 0;
+      if (holder || writerWaitsUntil > now) {
+        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.max(holder?.expiresAt ?? 0, writerWaitsUntil) - now) };
+      }
+    }
+    for (const key of keys) {
+      const readers = space.liveReaders(key, now) ?? new Map<string, number>();
+      readers.set(token, now + ttl);
+      space.readers.set(key, readers);
+    }
     return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
   }
 
@@ -143,7 +186,13 @@ export class MemoryLockStore implements LockStore {
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
     await Promise.resolve();
     const now = monotonicNow();
-    return renewals.map(({ keys, token, ttl, permits }) => {
+    return renewals.map(({ keys, token, ttl, permits, mode }) => {
+      if (mode === 'read') {
+        const readers = keys.map((key) => this.space.liveReaders(key, now));
+        if (!readers.every((set) => set?.has(token))) return false;
+        for (const set of readers) set?.set(token, now + ttl);
+        return true;
+      }
       if (permits !== undefined) {
         const semaphores = keys.map((key) => this.space.semaphore(key, now));
         if (!semaphores.every((semaphore) => semaphore?.holders.has(token))) return false;
@@ -162,6 +211,13 @@ export class MemoryLockStore implements LockStore {
     const now = monotonicNow();
     let released = 0;
     for (const key of keys) {
+      if (shape?.mode === 'read') {
+        if (this.space.liveReaders(key, now)?.delete(token)) {
+          released += 1;
+          this.space.announce({ key, releasedBy: token });
+        }
+        continue;
+      }
       if (shape?.permits !== undefined) {
         if (this.space.semaphore(key, now)?.holders.delete(token)) {
           released += 1;

@@ -8,22 +8,45 @@
  * earlier one's. The braces make both hash to the same Redis Cluster slot.
  */
 
+/** Shared Lua: Redis server time in ms, as `now`. */
+const SERVER_NOW = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
 /**
- * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys, KEYS[2n+1..3n] their "wanted" markers;
+ * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys, KEYS[2n+1..3n] their "wanted" markers,
+ * KEYS[3n+1..4n] their readers sets, KEYS[4n+1..5n] their "writer waiting" markers;
  * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted (0: the caller
- * will not wait). All or nothing: nothing is written unless every lock key is free (or already
- * held by this token: an attempt re-sent by ioredis after a lost reply must not find itself busy).
- * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, its PTTL}.
+ * will not wait). All or nothing: nothing is written unless every lock key is free of other
+ * holders and of readers (or already held by this token: an attempt re-sent by ioredis after a
+ * lost reply must not find itself busy). A writer that finds readers marks itself waiting, so new
+ * readers queue behind it.
+ * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, ms until it may be free}.
  */
 export const ACQUIRE_SCRIPT = `
-local n = #KEYS / 3
+local n = #KEYS / 5
+local announce = tonumber(ARGV[3])
 for i = 1, n do
   local holder = redis.call('GET', KEYS[i])
   if holder and holder ~= ARGV[1] then
-    if tonumber(ARGV[3]) > 0 then
+    if announce > 0 then
       redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
     end
     return {0, i, redis.call('PTTL', KEYS[i])}
+  end
+  local readers = KEYS[3 * n + i]
+  if not holder and redis.call('EXISTS', readers) == 1 then
+    ${SERVER_NOW}
+    redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)
+    local first = redis.call('ZRANGE', readers, 0, 0, 'WITHSCORES')
+    if first[1] then
+      if announce > 0 then
+        redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
+        redis.call('SET', KEYS[4 * n + i], '1', 'PX', ARGV[3])
+      end
+      return {0, i, tonumber(first[2]) - now}
+    end
   end
 end
 local reply = {1}
@@ -32,6 +55,7 @@ for i = 1, n do
   -- reused): answer as the first run did, without a new fence.
   local mine = redis.call('GET', KEYS[i]) == ARGV[1]
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[4 * n + i])
   if mine then
     reply[i + 1] = tonumber(redis.call('GET', KEYS[n + i]))
   else
@@ -126,8 +150,8 @@ end`;
 }
 
 /**
- * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting; ARGV[1] token, ARGV[2] ttl,
- * ARGV[3] how long the waiter counts as present without refreshing (ms).
+ * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers; ARGV[1] token,
+ * ARGV[2] ttl, ARGV[3] how long the waiter counts as present without refreshing (ms).
  * The lock goes to the caller only if it is free and nobody queued before the caller.
  * Returns {1, fence}, {1, fence, 1} when a release had already granted it to this token, or {0, 1, PTTL}
  * after queueing (or refreshing) the caller.
@@ -138,6 +162,13 @@ local entry = ARGV[1] .. ':' .. ARGV[2]
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   return {1, tonumber(redis.call('GET', KEYS[2])), 1}
+end
+-- Readers of a read-write lock (KEYS[5]) exclude a writer, fair or not.
+if not holder and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+  if redis.call('ZCARD', KEYS[5]) > 0 then
+    holder = 'readers'
+  end
 end
 if not holder then
   local head = redis.call('LINDEX', KEYS[3], 0)
@@ -211,11 +242,6 @@ return 1
  * as an exclusive lock. Bookkeeping keys expire with their longest lease.
  */
 
-/** Shared Lua: Redis server time in ms, as `now`. */
-const SERVER_NOW = `
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-`;
 
 /**
  * KEYS per user key i: [4i-3] permits set, [4i-2] limit, [4i-1] fence, [4i] wanted marker;
@@ -304,4 +330,50 @@ for i = 1, n do
   end
 end
 return released
+`;
+
+/*
+ * Read-write locks. Readers of user key K share `<prefix>{K}:readers`, a sorted set of tokens
+ * scored by lease expiry (Redis time); the writer is the ordinary exclusive lock `<prefix>{K}`.
+ */
+
+/**
+ * KEYS per user key i: [5i-4] lock, [5i-3] readers set, [5i-2] writer-waiting marker, [5i-1] fence,
+ * [5i] wanted marker; ARGV[1] token, ARGV[2] ttl, ARGV[3] how long to mark a busy key as wanted.
+ * A reader gets in unless a writer holds the key or is waiting for it. All or nothing.
+ * Returns {1, fence...} or {0, i, ms until it may be free}.
+ */
+export const READ_ACQUIRE_SCRIPT = `
+${SERVER_NOW}
+local n = #KEYS / 5
+for i = 1, n do
+  local readers = KEYS[5 * i - 3]
+  if not redis.call('ZSCORE', readers, ARGV[1]) then
+    local writer = redis.call('PTTL', KEYS[5 * i - 4])
+    local waiting = redis.call('PTTL', KEYS[5 * i - 2])
+    if writer ~= -2 or waiting ~= -2 then
+      if tonumber(ARGV[3]) > 0 then
+        redis.call('SET', KEYS[5 * i], '1', 'PX', ARGV[3])
+      end
+      return {0, i, math.max(writer, waiting)}
+    end
+  end
+end
+local reply = {1}
+local ttl = tonumber(ARGV[2])
+for i = 1, n do
+  local readers = KEYS[5 * i - 3]
+  local mine = redis.call('ZSCORE', readers, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)
+  redis.call('ZADD', readers, now + ttl, ARGV[1])
+  if redis.call('PTTL', readers) < ttl then
+    redis.call('PEXPIRE', readers, ttl)
+  end
+  if mine then
+    reply[i + 1] = tonumber(redis.call('GET', KEYS[5 * i - 1]))
+  else
+    reply[i + 1] = redis.call('INCR', KEYS[5 * i - 1])
+  end
+end
+return reply
 `;

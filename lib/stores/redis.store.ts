@@ -17,6 +17,7 @@ import {
   SEMAPHORE_ACQUIRE_SCRIPT,
   SEMAPHORE_EXTEND_SCRIPT,
   SEMAPHORE_RELEASE_SCRIPT,
+  READ_ACQUIRE_SCRIPT,
 } from './redis-scripts.js';
 
 type Client = Redis | Cluster;
@@ -33,6 +34,7 @@ interface ScriptCommands {
   nestjsRedisLockSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockSemaphoreExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockSemaphoreRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockReadAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -84,6 +86,7 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockSemaphoreAcquire', { lua: SEMAPHORE_ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockSemaphoreExtend', { lua: SEMAPHORE_EXTEND_SCRIPT });
     client.defineCommand('nestjsRedisLockSemaphoreRelease', { lua: SEMAPHORE_RELEASE_SCRIPT });
+    client.defineCommand('nestjsRedisLockReadAcquire', { lua: READ_ACQUIRE_SCRIPT });
   }
 
   static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
@@ -103,12 +106,19 @@ export class RedisLockStore implements LockStore {
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     if (intent.fair) {
-      const reply = await this.client.nestjsRedisLockFairAcquire(4, ...this.fairKeys(keys[0]), token, ttl, intent.fair.presenceTtl);
+      const reply = await this.client.nestjsRedisLockFairAcquire(
+        5,
+        ...this.fairKeys(keys[0]),
+        this.readersKey(keys[0]),
+        token,
+        ttl,
+        intent.fair.presenceTtl,
+      );
       if (reply[0] !== 1) return { acquired: false, busyKey: keys[0], busyForMs: Number(reply[2]) };
       if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, { fair: true });
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
-    const shape: LeaseShape = { permits: intent.permits };
+    const shape: LeaseShape = { permits: intent.permits, mode: intent.mode };
     if (!this.isCluster) {
       // The common case, kept to one script call with no extra allocation.
       const reply = await this.acquireGroup(keys, token, ttl, intent);
@@ -142,11 +152,22 @@ export class RedisLockStore implements LockStore {
         intent.announceFor,
       );
     }
+    if (intent.mode === 'read') {
+      return this.client.nestjsRedisLockReadAcquire(
+        keys.length * 5,
+        ...keys.flatMap((key) => [this.lockKey(key), this.readersKey(key), this.writerWaitingKey(key), this.fenceKey(key), this.wantedKey(key)]),
+        token,
+        ttl,
+        intent.announceFor,
+      );
+    }
     return this.client.nestjsRedisLockAcquire(
-      keys.length * 3,
+      keys.length * 5,
       ...keys.map((key) => this.lockKey(key)),
       ...keys.map((key) => this.fenceKey(key)),
       ...keys.map((key) => this.wantedKey(key)),
+      ...keys.map((key) => this.readersKey(key)),
+      ...keys.map((key) => this.writerWaitingKey(key)),
       token,
       ttl,
       intent.announceFor,
@@ -171,7 +192,7 @@ export class RedisLockStore implements LockStore {
     }
     const pipeline = this.client.pipeline() as ScriptPipeline;
     for (const renewal of renewals) {
-      if (renewal.permits === undefined) pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
+      if (renewal.permits === undefined && renewal.mode !== 'read') pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
       else pipeline.nestjsRedisLockSemaphoreExtend(...this.extendArgs(renewal.keys, renewal));
     }
     const replies = (await pipeline.exec()) ?? [];
@@ -189,11 +210,13 @@ export class RedisLockStore implements LockStore {
   }
 
   private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
-    const release = shape?.permits === undefined ? this.client.nestjsRedisLockRelease : this.client.nestjsRedisLockSemaphoreRelease;
+    const shared = shape?.permits !== undefined || shape?.mode === 'read';
+    const release = shared ? this.client.nestjsRedisLockSemaphoreRelease : this.client.nestjsRedisLockRelease;
+    const heldIn = (key: string) => (shape?.mode === 'read' ? this.readersKey(key) : shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key));
     return release.call(
       this.client,
       keys.length * 2,
-      ...keys.map((key) => (shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key))),
+      ...keys.map(heldIn),
       ...keys.map((key) => this.wantedKey(key)),
       token,
       this.releaseChannel,
@@ -305,12 +328,18 @@ export class RedisLockStore implements LockStore {
   }
 
   private extendArgs(keys: readonly string[], renewal: Renewal): [number, ...Array<string | number>] {
-    const keyOf = renewal.permits === undefined ? (key: string) => this.lockKey(key) : (key: string) => this.permitsKey(key);
+    const keyOf =
+      renewal.mode === 'read'
+        ? (key: string) => this.readersKey(key)
+        : renewal.permits === undefined
+          ? (key: string) => this.lockKey(key)
+          : (key: string) => this.permitsKey(key);
     return [keys.length, ...keys.map(keyOf), renewal.token, renewal.ttl];
   }
 
   private extendCall(renewal: Renewal): (...args: [number, ...Array<string | number>]) => Promise<number> {
-    return renewal.permits === undefined
+    // A reader's place is renewed like a permit: its token scored by expiry in a sorted set.
+    return renewal.permits === undefined && renewal.mode !== 'read'
       ? (...args) => this.client.nestjsRedisLockExtend(...args)
       : (...args) => this.client.nestjsRedisLockSemaphoreExtend(...args);
   }
@@ -333,6 +362,16 @@ export class RedisLockStore implements LockStore {
   /** A semaphore's holders: tokens scored by lease expiry (Redis time). */
   private permitsKey(key: string): string {
     return `${this.lockKey(key)}:permits`;
+  }
+
+  /** Readers of a read-write lock: tokens scored by lease expiry (Redis time). */
+  private readersKey(key: string): string {
+    return `${this.lockKey(key)}:readers`;
+  }
+
+  /** Exists while a writer waits for readers to leave: new readers then queue behind it. */
+  private writerWaitingKey(key: string): string {
+    return `${this.lockKey(key)}:writer-waiting`;
   }
 
   /** Exists while someone waits for the key, so its release is announced. */
