@@ -56,7 +56,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     @Inject(LOCK_STORE) private readonly store: LockStore,
     @Optional() @Inject(LOCK_TELEMETRY) telemetry?: LockTelemetry,
   ) {
-    const listeners = [options.onEvent, telemetry?.record].filter((listener) => listener !== undefined);
+    // Telemetry first: a user listener that throws must not cost the metrics their event.
+    const listeners = [telemetry?.record, options.onEvent].filter((listener) => listener !== undefined);
     this.onEvent = listeners.length === 0 ? undefined : listeners.length === 1 ? listeners[0] : (event) => listeners.forEach((listener) => listener(event));
     this.keeper = new LeaseKeeper({
       renew: (leases) =>
