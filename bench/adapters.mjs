@@ -6,6 +6,9 @@
  *   release(handle)
  *   hold(key, ttl)        take a key and keep it, renewed automatically where the library can
  *   releaseHeld(handle)
+ *   acquirePermit(key, permits, ms)   (scenario F, ours and redis-semaphore only) take one of
+ *                         `permits` permits of a counting semaphore on `key`, waiting up to `ms`;
+ *                         the handle goes back through release(handle)
  *
  * Each library gets its own key namespace and its own ioredis connection(s).
  */
@@ -13,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import Redlock from 'redlock';
-import { Mutex } from 'redis-semaphore';
+import { Mutex, Semaphore } from 'redis-semaphore';
 
 /** TTL (ms) for raw and redlock in A–D, where they need one; ours defaults to 30 s too. */
 export const DEFAULT_TTL = 30_000;
@@ -140,6 +143,15 @@ export function semaphoreAdapter(client) {
       return false;
     },
     renews: true,
+    settingsF:
+      '`new Semaphore(client, key, permits, { acquireTimeout: 30 000 })`, otherwise defaults (retryInterval 10 ms, lockTimeout 10 000 ms); ' +
+      'acquire = Lua ZREMRANGEBYSCORE + ZCARD (+ ZADD + PEXPIRE), release = ZREM',
+    /** Semaphore (sorted set `semaphore:<key>`), a new instance per acquisition as for Mutex. */
+    async acquirePermit(key, permits, waitMs) {
+      const semaphore = new Semaphore(client, key, permits, { acquireTimeout: waitMs });
+      await semaphore.acquire();
+      return semaphore;
+    },
   };
 }
 
@@ -168,6 +180,11 @@ export function oursAdapter(locks) {
       return lost;
     },
     renews: true,
+    settingsF:
+      '`locks.acquire(key, { permits, wait: 30 000 })`, module defaults otherwise (ttl 30 000, pollInterval 1 000: waiters are woken by a release over pub/sub)',
+    acquirePermit(key, permits, waitMs) {
+      return locks.acquire(key, { permits, wait: waitMs });
+    },
   };
 }
 
@@ -178,6 +195,8 @@ export function oursFairAdapter(locks) {
     name: 'nestjs-redis-lock (fair: true)',
     settingsC: 'as above plus fair: true per call (extra row, not used for the targets)',
     settingsE: undefined,
+    settingsF: undefined,
+    acquirePermit: undefined,
     acquireWait(key, waitMs) {
       return locks.acquire(key, { wait: waitMs, fair: true });
     },

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npm run bench`: nestjs-redis-lock against the raw floor (SET NX PX + compare-and-delete
- * script), redlock 5 and redis-semaphore, in one process and one run, on a private redis-server
+ * script), redlock 5 and redis-semaphore (Mutex; Semaphore in F), in one process and one run, on a private redis-server
  * (free port, never 6379) that is stopped at the end. Prints a table per scenario and writes the
  * same to BENCHMARKS.md. Needs the built library (dist/) and node --expose-gc.
  *
@@ -20,7 +20,21 @@ import { oursAdapter, oursFairAdapter, rawAdapter, redlockAdapter, semaphoreAdap
 import { clientRequests, now, percentile } from './measure.mjs';
 import { fmt, ratio, table } from './report.mjs';
 import { RedisServer, redisServerVersion } from './redis-server.mjs';
-import { C_HOLD_MS, C_OFF_LOCK_MS, C_WAIT_MS, concurrentPairs, contended, decoratorOverhead, manyHeld, randomKeys, serialPairs } from './scenarios.mjs';
+import {
+  C_HOLD_MS,
+  C_OFF_LOCK_MS,
+  C_WAIT_MS,
+  F_HOLD_MS,
+  F_OFF_LOCK_MS,
+  F_WAIT_MS,
+  concurrentPairs,
+  contended,
+  decoratorOverhead,
+  manyHeld,
+  randomKeys,
+  semaphoreContended,
+  serialPairs,
+} from './scenarios.mjs';
 
 const QUICK = process.argv.includes('--quick');
 const scale = (n) => (QUICK ? Math.max(1, Math.round(n / 10)) : n);
@@ -34,6 +48,9 @@ const SIZE = {
   E: scale(10_000),
   E_TTL: 3_000,
   E_WINDOW: QUICK ? 1_500 : 6_000,
+  F: scale(800),
+  F_WORKERS: 16,
+  F_PERMITS: 4,
 };
 /** A and B are split into rounds, the libraries taking turns (rotating who goes first): the machine's drift hits all alike. */
 const ROUNDS = 10;
@@ -102,7 +119,9 @@ async function main(resources) {
   await Promise.all(resources.clients.map((redis) => redis.ping()));
 
   const libs = [raw, semaphore, redlock, ours];
-  const results = { A: {}, B: {}, C: {}, D: undefined, E: {} };
+  const results = { A: {}, B: {}, C: {}, D: undefined, E: {}, F: {} };
+  /** F runs only the libraries with a counting semaphore; redis-semaphore (Semaphore) is its reference. */
+  const semaphoreLibs = [semaphore, ours];
 
   // Warm-up: every code path once (scripts loaded into Redis, JIT), not measured.
   log('warm-up');
@@ -210,6 +229,27 @@ async function main(resources) {
   }
   results.ourLeaseStatsAtEnd = locks.leaseStats;
 
+  // F: semaphore ---------------------------------------------------------------------------------
+  // Warm-up right before: the whole F workload once per library, unmeasured (a short warm-up left
+  // ours' first measured run at about twice the CPU per acquisition of later ones: JIT).
+  log(`F: warm-up, ${SIZE.F} acquisitions per library`);
+  for (const lib of semaphoreLibs) {
+    await semaphoreContended(lib, { workers: SIZE.F_WORKERS, permits: SIZE.F_PERMITS, total: SIZE.F, key: 'warm-f' });
+  }
+  await admin.flushall();
+  for (const lib of semaphoreLibs) {
+    log(`F: ${SIZE.F_WORKERS} workers on one key, permits ${SIZE.F_PERMITS}, ${SIZE.F} acquisitions: ${lib.name}`);
+    gc();
+    results.F[lib.name] = await semaphoreContended(lib, {
+      workers: SIZE.F_WORKERS,
+      permits: SIZE.F_PERMITS,
+      total: SIZE.F,
+      key: 'f',
+      admin,
+    });
+  }
+  await admin.flushall();
+
   const elapsedS = (now() - t0) / 1000;
   const env = {
     date: startedAt.toISOString(),
@@ -227,7 +267,7 @@ async function main(resources) {
     },
     elapsedS,
     load: `${loadBefore.map((l) => l.toFixed(2)).join(' / ')} before, ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} after (1/5/15 min)`,
-    settings: Object.fromEntries([...libs, oursFair].map((lib) => [lib.name, { C: lib.settingsC, E: lib.settingsE }])),
+    settings: Object.fromEntries([...libs, oursFair].map((lib) => [lib.name, { C: lib.settingsC, E: lib.settingsE, F: lib.settingsF }])),
   };
   const markdown = render(results, env);
   console.log(markdown);
@@ -252,7 +292,7 @@ const PEERS = ['redis-semaphore', 'redlock'];
 
 function render(results, env) {
   const out = [];
-  const { A, B, C, D, E } = results;
+  const { A, B, C, D, E, F } = results;
   const names = Object.keys(A);
   out.push('# Benchmarks');
   out.push('');
@@ -392,6 +432,59 @@ function render(results, env) {
   out.push(`- Renewals/s: ours from leaseStats.renewalsSent, the others from EVALSHA calls in INFO commandstats.`);
   out.push('');
 
+  const SEM = 'redis-semaphore';
+  out.push(
+    `## F. Semaphore: ${SIZE.F_WORKERS} workers on one key, permits ${SIZE.F_PERMITS}, hold ${F_HOLD_MS} ms, ${F_OFF_LOCK_MS} ms off-lock, ${fmt.int(SIZE.F)} acquisitions, wait ${F_WAIT_MS / 1000} s`,
+  );
+  out.push('');
+  out.push('raw has no semaphore, so "× sem" is each figure divided by redis-semaphore `Semaphore`\'s. Settings:');
+  out.push('');
+  for (const [name, s] of Object.entries(env.settings)) if (s.F) out.push(`- ${name}: ${s.F}`);
+  out.push('');
+  const fNames = Object.keys(F);
+  const semRef = F[SEM];
+  out.push(
+    table(
+      ['library', 'acq/s', '× sem', 'busy %', '× sem', 'free while waited %', 'wait mean ms', '× sem', 'wait p50 ms', 'wait p99 ms', '× sem', 'Redis cmds/acq', '× sem', 'requests/acq', '× sem', 'max holders', 'timeouts'],
+      fNames.map((n) => [
+        n,
+        fmt.int(F[n].acqPerSec),
+        ratio(F[n].acqPerSec, semRef?.acqPerSec),
+        fmt.pct(F[n].busyPct),
+        ratio(F[n].busyPct, semRef?.busyPct),
+        fmt.pct(F[n].freeWhileWaitedPct),
+        fmt.ms(F[n].waitMean),
+        ratio(F[n].waitMean, semRef?.waitMean),
+        fmt.ms(F[n].waitP50),
+        fmt.ms(F[n].waitP99),
+        ratio(F[n].waitP99, semRef?.waitP99),
+        fmt.n(F[n].cmdsPerAcq, 1),
+        ratio(F[n].cmdsPerAcq, semRef?.cmdsPerAcq),
+        fmt.n(F[n].reqPerAcq, 1),
+        ratio(F[n].reqPerAcq, semRef?.reqPerAcq),
+        `${F[n].maxHolders} / ${F[n].permits}`,
+        F[n].failures,
+      ]),
+    ),
+  );
+  out.push('');
+  out.push('Redis commands per acquisition, by command:');
+  out.push('');
+  for (const n of fNames) {
+    const parts = Object.entries(F[n].perCommand)
+      .sort((a, b) => b[1] - a[1])
+      .map(([cmd, v]) => `${cmd} ${v.toFixed(2)}`);
+    out.push(`- ${n}: ${parts.join(', ')}`);
+  }
+  out.push('');
+  out.push(`- busy % = sum over acquisitions of held time (acquire resolved → release resolved) / (wall time × ${SIZE.F_PERMITS} permits); wall = first request → last release. Mean held time per acquisition: ${fNames.map((n) => `${n} ${fmt.ms(F[n].meanHeldMs)} ms`).join(', ')}.`);
+  out.push('- free while waited % = permit time lost to handoff: integral of min(free permits, workers waiting) over the run / (wall × permits),');
+  out.push('  with permits held as in busy % and a worker waiting from its acquire call to its resolution. The rest of 100 % − busy % had nobody waiting.');
+  out.push('- wait = acquire called → acquire resolved (the time a worker back from off-lock work spends getting a permit).');
+  out.push(`- max holders = most workers inside at once (in-process counter, acquire resolved → release sent); must be ≤ ${SIZE.F_PERMITS}.`);
+  out.push('- Redis cmds/acq and requests/acq as in C (INFO commandstats incl. in-script commands; ioredis `sendCommand` calls).');
+  out.push('');
+
   out.push('## Targets');
   out.push('');
   out.push(table(['target', 'measured', 'result'], targets(results).map((t) => [t.what, t.value, t.met ? 'met' : '**missed**'])));
@@ -399,7 +492,7 @@ function render(results, env) {
   return out.join('\n');
 }
 
-function targets({ A, B, C, D, E }) {
+function targets({ A, B, C, D, E, F }) {
   const list = [];
   const add = (what, value, met) => list.push({ what, value, met });
   for (const [label, s] of [['A', A], ['B', B]]) {
@@ -431,6 +524,10 @@ function targets({ A, B, C, D, E }) {
   const dMean = (D.decorated.meanUs / D.direct.meanUs - 1) * 100;
   add('D: @WithLock overhead < 5 % (median per call; mean in brackets)', `${fmt.n(dMedian, 1)} % = ${fmt.n(D.decorated.medianUs - D.direct.medianUs, 1)} µs (mean ${fmt.n(dMean, 1)} %)`, dMedian < 5);
   add('E: heap per held lock < 2 KB', `${fmt.int(E[OURS].bytesPerLock)} B (after window ${fmt.int(E[OURS].bytesPerLockSteady)} B)`, E[OURS].bytesPerLock < 2048 && E[OURS].bytesPerLockSteady < 2048);
+  const f = F[OURS];
+  if (f) {
+    add(`F: max concurrent holders ≤ ${f.permits} (permits), 0 timeouts`, `${f.maxHolders} / ${f.failures}`, f.maxHolders <= f.permits && f.failures === 0);
+  }
   return list;
 }
 

@@ -1,4 +1,4 @@
-/** Scenarios A–E. Each takes an adapter (see adapters.mjs) and returns plain figures. */
+/** Scenarios A–F. Each takes an adapter (see adapters.mjs) and returns plain figures. */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { counterDelta, counters, median, now, percentile, settledHeap } from './measure.mjs';
@@ -222,5 +222,99 @@ export async function manyHeld(adapter, { count, ttl, windowMs, admin, leaseStat
     scheduled: statsAfter?.scheduled,
     lost,
     releaseMs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// F: counting semaphore, one key
+// ---------------------------------------------------------------------------------------------
+
+export const F_HOLD_MS = 1;
+export const F_OFF_LOCK_MS = 5;
+export const F_WAIT_MS = 30_000;
+
+/**
+ * `workers` loops on ONE key taking one of `permits` permits (adapter.acquirePermit); each holds
+ * it F_HOLD_MS (setTimeout), releases, works F_OFF_LOCK_MS off-lock, asks again; `total`
+ * acquisitions in all. Held time = acquire resolved → release resolved (as in C); busy % = sum of
+ * held time / (wall × permits). Holders are counted in-process (acquire resolved → just before
+ * the release is sent), so `maxHolders` > permits would mean the semaphore let too many in.
+ * `freeWhileWaitedPct` is the permit time lost to handoff: the integral over the run of
+ * min(permits free, workers waiting), with a permit counted held from acquire resolved to release
+ * resolved and a worker waiting from its acquire call to its resolution, / (wall × permits).
+ */
+export async function semaphoreContended(adapter, { workers, permits, total, key, admin }) {
+  let tickets = total;
+  let inside = 0;
+  let maxHolders = 0;
+  let failures = 0;
+  let seq = 0;
+  let held = 0;
+  let end = 0;
+  const waits = [];
+  /** [time, Δwaiting, Δholding] for the sweep below. */
+  const events = [];
+  const before = admin ? await counters(admin) : undefined;
+  const start = now();
+  const worker = async () => {
+    while (tickets > 0) {
+      tickets -= 1;
+      const askedAt = now();
+      let handle;
+      try {
+        handle = await adapter.acquirePermit(key, permits, F_WAIT_MS);
+      } catch (error) {
+        failures += 1;
+        events.push([askedAt, 1, 0], [now(), -1, 0]);
+        if (failures === 1) console.error(`  ${adapter.name}: acquire failed: ${error?.message ?? error}`);
+        continue;
+      }
+      const acquiredAt = now();
+      seq += 1;
+      waits.push(acquiredAt - askedAt);
+      inside += 1;
+      if (inside > maxHolders) maxHolders = inside;
+      await sleep(F_HOLD_MS);
+      inside -= 1;
+      await adapter.release(handle);
+      const releasedAt = now();
+      held += releasedAt - acquiredAt;
+      events.push([askedAt, 1, 0], [acquiredAt, -1, 1], [releasedAt, 0, -1]);
+      if (releasedAt > end) end = releasedAt;
+      await sleep(F_OFF_LOCK_MS);
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, worker));
+  const wall = end - start;
+  const after = admin ? await counters(admin) : undefined;
+  const counts = before && after ? counterDelta(before, after) : undefined;
+  events.sort((a, b) => a[0] - b[0]);
+  let waiting = 0;
+  let holding = 0;
+  let freeWhileWaited = 0;
+  for (let k = 0; k < events.length; k++) {
+    const [t, dw, dh] = events[k];
+    waiting += dw;
+    holding += dh;
+    const next = k + 1 < events.length ? events[k + 1][0] : t;
+    freeWhileWaited += Math.min(Math.max(0, permits - holding), waiting) * (next - t);
+  }
+  return {
+    workers,
+    permits,
+    acquisitions: seq,
+    failures,
+    maxHolders,
+    wall,
+    acqPerSec: (seq / wall) * 1000,
+    busyPct: (held / (wall * permits)) * 100,
+    freeWhileWaitedPct: (freeWhileWaited / (wall * permits)) * 100,
+    meanHeldMs: seq ? held / seq : NaN,
+    waitMean: waits.length ? waits.reduce((a, b) => a + b, 0) / waits.length : NaN,
+    waitP50: percentile(waits, 0.5),
+    waitP99: percentile(waits, 0.99),
+    cmdsPerAcq: counts ? counts.server / seq : NaN,
+    reqPerAcq: counts ? counts.client / seq : NaN,
+    perCommand: counts ? Object.fromEntries(Object.entries(counts.perCommand).map(([k, v]) => [k, v / seq])) : {},
   };
 }
