@@ -64,8 +64,6 @@ export const MESSAGES = {
     `Lock "${key}" is held as a semaphore with permits: ${inUse}, but this call asked for permits: ${asked}; every holder of a key must use the same "permits"`,
   upgradeRefused: (key: string) =>
     `Lock "${key}" is held for reading in this call chain and cannot be upgraded to a write lock (that would deadlock); release the read lock first, or take the write lock from the start`,
-  configNotYet: (option: string, value: unknown) =>
-    `LockModule option "${option}" (${describeValue(value)}) is not supported by this version of nestjs-redis-lock yet; remove it`,
   configCallOption: (option: string, value: unknown, rule: string) =>
     `Invalid lock option "${option}": ${describeValue(value)}; ${rule}`,
   configUnknownCallOption: (option: string, known: readonly string[]) =>

@@ -24,7 +24,7 @@ export interface LockTimingOptions {
    * `LockLostError`; the key then expires after at most `ttl`. Guards against a hung holder. Default: none.
    */
   maxHold?: number;
-  /** Serve waiters in arrival order across processes. Not available in this version: only `false` is accepted. */
+  /** Serve waiters of a key in arrival order across processes, handing the lock over directly. One key per call; exclusive locks only. Default `false`. */
   fair?: boolean;
 }
 
