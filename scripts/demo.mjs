@@ -14,8 +14,15 @@
  * Redis: REDIS_URL when set; otherwise a private redis-server from PATH on a free port (never
  * 6379), without persistence, stopped at the end. Every process started here is stopped on exit,
  * on error and on Ctrl-C.
+ *
+ * Without Redis (REDIS_URL unset and no redis-server on PATH), or with DEMO_STORE=memory, it falls
+ * back to running the 3 instances inside this one process (sample/src/in-process.ts), against
+ * LockModule.forRoot({ store: 'memory' }) and an in-memory ledger shared by the apps, under a
+ * banner that says so. The requests and the checks are the same. DEMO_STORE=redis forbids the
+ * fallback: no Redis is then an error.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { setTimeout as setTimeoutPromise } from 'node:timers/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +48,7 @@ const DEMO_TIMEOUT_MS = 55_000;
 const STOP_GRACE_MS = 5_000;
 
 const APP_MAIN = fileURLToPath(new URL('../sample/dist/main.js', import.meta.url));
+const APP_IN_PROCESS = new URL('../sample/dist/in-process.js', import.meta.url).href;
 const APP_READY = /listening on/;
 const REDIS_READY = /Ready to accept connections/;
 
@@ -50,20 +58,19 @@ class DemoError extends Error {}
 /** Aborted by finish(): cancels the requests still in flight. */
 const interrupted = new AbortController();
 
+/** The instances' base URLs, in the order requests go round-robin. */
+let urls = [];
 /** Processes started by the demo, stopped in finish(). */
 let redisServer = null;
 const apps = [];
+/** In-process mode: the sample's startInProcess() result, closed in finish(), and its log tail. */
+let inProcess = null;
 
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const redisUrl = await redisForDemo();
-  // Fails early and clearly if Redis is unreachable; forgets the runs of an earlier demo.
-  await withRedis(redisUrl, (redis) => redis.del(CRON_RUNS));
-
-  const ports = await freePorts(INSTANCES);
-  console.log(`Starting ${INSTANCES} instances of the sample app (ports ${ports.join(', ')})...`);
-  await Promise.all(ports.map((port) => startApp(port, redisUrl)));
+  const store = demoStore();
+  const bank = store.memory ? await inProcessBank(store.why) : await redisBank();
 
   const count = (kind) => Array.from({ length: REQUESTS }, (_, i) => operation(i)).filter((op) => op.kind === kind).length;
   console.log(
@@ -71,14 +78,19 @@ async function main() {
       `${AMOUNT} (${count('deposit')} deposits, ${count('withdraw')} withdrawals, ${count('transfer')} transfers ` +
       `between them), round-robin over the ${INSTANCES} instances, ${IN_FLIGHT} in flight at a time:`,
   );
-  const unsafe = await fireRequests(redisUrl, 'unsafe', '/unsafe');
-  const locked = await fireRequests(redisUrl, 'locked', '');
+  const unsafe = await fireRequests(bank, 'unsafe', '/unsafe');
+  const locked = await fireRequests(bank, 'locked', '');
   const bankOk = reportBank(unsafe, locked);
 
-  const cronOk = reportCron(await watchCron(redisUrl));
+  const cronOk = reportCron(await watchCron(bank));
 
   if (bankOk && cronOk) {
     console.log('\nOK: the locked run is exact and the cron job ran once per tick.');
+    if (store.memory) {
+      console.log(
+        `(In one process, with store: 'memory'. For the run across processes, install Redis: ${INSTALL_REDIS}.)`,
+      );
+    }
     return 0;
   }
   const failed = [];
@@ -118,8 +130,8 @@ function operation(i) {
 }
 
 /** Opens the accounts afresh, sends the requests, then reads the balances back. */
-async function fireRequests(redisUrl, label, prefix) {
-  await openAccounts(redisUrl);
+async function fireRequests(bank, label, prefix) {
+  await bank.openAccounts();
 
   const expected = Object.fromEntries(ACCOUNTS.map((id) => [id, OPENING_BALANCE])); // from the answered 200s
   const moved = { deposit: 0, withdraw: 0, transfer: 0 }; // answered 200, per kind
@@ -132,10 +144,10 @@ async function fireRequests(redisUrl, label, prefix) {
   async function client() {
     while (next < REQUESTS && !finishing) {
       const i = next++;
-      const app = apps[i % apps.length];
+      const url = urls[i % urls.length];
       const op = operation(i);
       const sentAt = performance.now();
-      const status = await post(`${app.url}${prefix}${op.path}`, op.body);
+      const status = await post(`${url}${prefix}${op.path}`, op.body);
       latencies.push(performance.now() - sentAt);
       statuses[status] = (statuses[status] ?? 0) + 1;
       if (status === 200) {
@@ -151,7 +163,7 @@ async function fireRequests(redisUrl, label, prefix) {
   progress.done(seconds);
 
   const balances = {};
-  for (const id of ACCOUNTS) balances[id] = await getBalance(apps[0].url, id);
+  for (const id of ACCOUNTS) balances[id] = await getBalance(urls[0], id);
   return { expected, moved, balances, statuses, latencies, seconds };
 }
 
@@ -210,7 +222,7 @@ function reportBank(unsafe, locked) {
  * Waits for the next CRON_TICKS ticks of the interest job, then reads which instances ran each:
  * a Map from tick (epoch second) to the instances (PORTs) that recorded a run for it.
  */
-async function watchCron(redisUrl) {
+async function watchCron(bank) {
   const periodMs = CRON_EVERY_S * 1000;
   const first = Math.ceil((Date.now() + 100) / periodMs) * periodMs; // the next tick still ahead
   const ticks = Array.from({ length: CRON_TICKS }, (_, n) => (first + n * periodMs) / 1000);
@@ -221,7 +233,7 @@ async function watchCron(redisUrl) {
   await abortableSleep(ticks.at(-1) * 1000 + CRON_SETTLE_MS - Date.now());
 
   const runs = new Map(ticks.map((tick) => [tick, []]));
-  for (const entry of await withRedis(redisUrl, (redis) => redis.lrange(CRON_RUNS, 0, -1))) {
+  for (const entry of await bank.cronRuns()) {
     const [tick, instance] = entry.split(':');
     runs.get(Number(tick))?.push(instance);
   }
@@ -268,10 +280,6 @@ async function getBalance(baseUrl, id) {
   return (await res.json()).balance;
 }
 
-async function openAccounts(redisUrl) {
-  await withRedis(redisUrl, (redis) => redis.mset(Object.fromEntries(ACCOUNTS.map((id) => [`sample:balance:${id}`, OPENING_BALANCE]))));
-}
-
 /** Runs `fn` with a short-lived Redis connection that fails fast. */
 async function withRedis(url, fn) {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -287,6 +295,84 @@ async function withRedis(url, fn) {
   }
 }
 
+// --- The bank: 3 processes and Redis, or 3 apps in this process ------------------------------
+//
+// Either way, the demo gets { openAccounts(), cronRuns() } to reach the bank's data, and `urls`
+// to send the requests to.
+
+const INSTALL_REDIS = 'apt-get install -y redis-server (Debian/Ubuntu) or brew install redis (macOS)';
+
+/** DEMO_STORE=memory | redis, else Redis when there is one and the in-process fallback when not. */
+function demoStore() {
+  const forced = process.env.DEMO_STORE;
+  if (forced === 'memory') return { memory: true, why: 'DEMO_STORE=memory' };
+  if (forced === 'redis') return { memory: false };
+  if (forced) throw new DemoError(`DEMO_STORE must be 'redis' or 'memory', not '${forced}'`);
+  if (process.env.REDIS_URL || !spawnSync('redis-server', ['--version']).error) return { memory: false };
+  return { memory: true, why: 'REDIS_URL is not set and redis-server is not on PATH' };
+}
+
+/** The real thing: 3 processes sharing one Redis (REDIS_URL, or a private redis-server). */
+async function redisBank() {
+  const redisUrl = await redisForDemo();
+  // Fails early and clearly if Redis is unreachable; forgets the runs of an earlier demo.
+  await withRedis(redisUrl, (redis) => redis.del(CRON_RUNS));
+
+  const ports = await freePorts(INSTANCES);
+  console.log(`Starting ${INSTANCES} instances of the sample app (ports ${ports.join(', ')})...`);
+  urls = ports.map((port) => `http://127.0.0.1:${port}`);
+  await Promise.all(ports.map((port) => startApp(port, redisUrl)));
+  return {
+    openAccounts: () =>
+      withRedis(redisUrl, (redis) =>
+        redis.mset(Object.fromEntries(ACCOUNTS.map((id) => [`sample:balance:${id}`, OPENING_BALANCE]))),
+      ),
+    cronRuns: () => withRedis(redisUrl, (redis) => redis.lrange(CRON_RUNS, 0, -1)),
+  };
+}
+
+/**
+ * The fallback: the 3 instances as 3 Nest apps inside this process, against
+ * LockModule.forRoot({ store: 'memory' }) and the sample's in-memory ledger, both shared by the
+ * apps in this process (a fresh one: no cron runs yet). The requests still go over HTTP.
+ */
+async function inProcessBank(why) {
+  const rule = '─'.repeat(100);
+  console.log(
+    [
+      rule,
+      `IN-PROCESS MODE (${why}).`,
+      `The ${INSTANCES} instances run inside THIS ONE PROCESS, against LockModule.forRoot({ store: 'memory' }) and an`,
+      'in-memory ledger, both shared by the apps in the process. The locks work the same, but not across',
+      'processes, which is what they are for. For the real run (3 processes sharing one Redis):',
+      why.startsWith('DEMO_STORE')
+        ? '  run the demo without DEMO_STORE, with redis-server on PATH or REDIS_URL set.'
+        : `  install Redis, ${INSTALL_REDIS},\n  or point the demo at one: REDIS_URL=redis://host:6379 npm run demo`,
+      rule,
+    ].join('\n'),
+  );
+
+  const ports = await freePorts(INSTANCES);
+  console.log(`Starting ${INSTANCES} instances of the sample app in this process (ports ${ports.join(', ')})...`);
+  // One log for the three apps (Nest's logger is per process), kept for printAppOutput().
+  inProcess = { name: `the ${INSTANCES} in-process apps`, output: '', instances: null };
+  const keep = (level) => (message, ...params) => {
+    const context = params.length ? `[${params.pop()}]` : ''; // Nest passes the context last
+    const line = [level.toUpperCase(), context, message instanceof Error ? message.stack : message, ...params].join(' ');
+    inProcess.output = `${inProcess.output}\n${line}`.split('\n').slice(-30).join('\n');
+  };
+  const logger = Object.fromEntries(['log', 'error', 'warn', 'debug', 'verbose', 'fatal'].map((level) => [level, keep(level)]));
+
+  const { startInProcess } = await import(APP_IN_PROCESS);
+  inProcess.instances = await startInProcess(ports, { logger });
+  urls = ports.map((port) => `http://127.0.0.1:${port}`);
+  const { ledger } = inProcess.instances;
+  return {
+    openAccounts: () => Promise.all(ACCOUNTS.map((id) => ledger.setBalance(id, OPENING_BALANCE))),
+    cronRuns: () => ledger.cronRuns(),
+  };
+}
+
 // --- Processes -------------------------------------------------------------------------------
 
 /** REDIS_URL, or a private redis-server started for the demo. */
@@ -297,9 +383,10 @@ async function redisForDemo() {
   }
   if (spawnSync('redis-server', ['--version']).error) {
     throw new DemoError(
-      'REDIS_URL is not set and redis-server is not on PATH.\n' +
+      'DEMO_STORE=redis, but REDIS_URL is not set and redis-server is not on PATH.\n' +
         'Install Redis (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis),\n' +
-        'or point the demo at a Redis: REDIS_URL=redis://host:6379 npm run demo',
+        'or point the demo at a Redis: REDIS_URL=redis://host:6379 npm run demo\n' +
+        '(without DEMO_STORE, the demo would run the instances in one process, with store: memory)',
     );
   }
   const [port] = await freePorts(1);
@@ -312,9 +399,8 @@ async function redisForDemo() {
 
 async function startApp(port, redisUrl) {
   const app = startProcess(`app :${port}`, process.execPath, [APP_MAIN], {
-    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, NO_COLOR: '1' },
+    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, SAMPLE_STORE: 'redis', NO_COLOR: '1' },
   });
-  app.url = `http://127.0.0.1:${port}`;
   apps.push(app);
   await app.ready(APP_READY);
 }
@@ -368,7 +454,8 @@ async function stop(proc) {
 }
 
 function printAppOutput() {
-  for (const app of apps) console.log(`\n--- output of ${app.name} ---\n${indent(app.output)}`);
+  const outputs = inProcess ? [...apps, inProcess] : apps;
+  for (const { name, output } of outputs) console.log(`\n--- output of ${name} ---\n${indent(output)}`);
 }
 
 let finishing = false;
@@ -378,6 +465,7 @@ async function finish(code) {
   finishing = true;
   interrupted.abort();
   await Promise.all(apps.map(stop));
+  if (inProcess?.instances) await Promise.race([inProcess.instances.close(), setTimeoutPromise(STOP_GRACE_MS)]);
   if (redisServer && !redisServer.exited) {
     await stop(redisServer);
     console.log('Stopped the private redis-server.');

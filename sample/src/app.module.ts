@@ -1,28 +1,45 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LockModule } from 'nestjs-redis-lock';
 import { AccountsController } from './accounts.controller.js';
 import { AccountsService } from './accounts.service.js';
-import { redisUrl } from './config.js';
+import { lockOptions } from './config.js';
 import { InterestJob } from './interest.job.js';
-import { Ledger } from './ledger.js';
+import { createLedger, Ledger } from './ledger.js';
 import { ReportsController } from './reports.controller.js';
 import { ReportsService } from './reports.service.js';
 import { UnsafeController } from './unsafe.controller.js';
 
 @Module({
   imports: [
-    ConfigModule.forRoot({ isGlobal: true }), // REDIS_URL and PORT, from the environment or .env
     ScheduleModule.forRoot(),
     // Imported once, here: every @WithLock in the app (controllers, providers, @Cron jobs) uses it.
+    // { redis: REDIS_URL }, or { store: 'memory' } with SAMPLE_STORE=memory (see config.ts).
     LockModule.forRootAsync({
       imports: [ConfigModule],
       inject: [ConfigService],
-      useFactory: (config: ConfigService) => ({ redis: redisUrl(config) }),
+      useFactory: lockOptions,
     }),
   ],
   controllers: [AccountsController, ReportsController, UnsafeController],
-  providers: [Ledger, AccountsService, ReportsService, InterestJob],
+  providers: [
+    { provide: Ledger, inject: [ConfigService], useFactory: createLedger }, // RedisLedger or MemoryLedger
+    AccountsService,
+    ReportsService,
+    InterestJob,
+  ],
 })
-export class AppModule {}
+export class AppModule {
+  /**
+   * The app, configured by ConfigModule from the environment or a .env file (REDIS_URL, PORT,
+   * SAMPLE_STORE). `overrides` win over both: in-process.ts runs three instances in one process,
+   * which share one environment but each need their own PORT.
+   */
+  static forRoot(overrides: Record<string, string> = {}): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [ConfigModule.forRoot({ isGlobal: true, load: [() => overrides] })],
+    };
+  }
+}

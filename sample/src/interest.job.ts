@@ -6,12 +6,10 @@ import { currentLock, WithLock } from 'nestjs-redis-lock';
 import { instanceId } from './config.js';
 import { Ledger } from './ledger.js';
 
-/** Interest per run, accrued on the side (sample:interest) and not paid into the balances here. */
+/** Interest per run, accrued on the side and not paid into the balances here. */
 const RATE = 0.0001;
 /** The period of the @Cron below, in seconds. */
 const EVERY_S = 2;
-/** One entry per run, `<tick second>:<instance>`: the demo reads it to check one run per tick. */
-const CRON_RUNS = 'sample:cron:runs';
 
 /**
  * Every instance schedules this job, and every tick all of them call it. Without the lock, each
@@ -35,18 +33,19 @@ export class InterestJob {
   @WithLock('job:interest', { wait: 0, onBusy: 'skip' })
   async accrueInterest(): Promise<void> {
     const tick = EVERY_S * Math.round(Date.now() / 1000 / EVERY_S); // the second this tick was due
-    await this.ledger.redis.rpush(CRON_RUNS, `${tick}:${this.instance}`);
+    await this.ledger.recordCronRun(`${tick}:${this.instance}`); // the demo reads these: one per tick
 
     const lock = currentLock()!; // the lock @WithLock holds, without changing the signature
     for (const id of await this.ledger.accountIds()) {
       lock.signal.throwIfAborted();
-      await this.ledger.redis.hincrbyfloat('sample:interest', id, (await this.ledger.balance(id)) * RATE);
+      await this.ledger.addInterest(id, (await this.ledger.balance(id)) * RATE);
     }
 
     // Stands for the rest of the work (statements, notifications...). It matters: an instance whose
     // timer fires a little later must still find the lock held, or it would run this tick again.
     // 1 s is far longer than the instances' timers drift apart (milliseconds; more on a busy host).
     await sleep(1_000);
-    this.logger.log(`tick ${new Date(tick * 1000).toISOString()}: interest accrued (fence ${lock.fence})`);
+    const due = new Date(tick * 1000).toISOString();
+    this.logger.log(`tick ${due}: interest accrued by instance ${this.instance} (fence ${lock.fence})`);
   }
 }

@@ -3,7 +3,8 @@ import { ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
 
-const app = await NestFactory.create(AppModule);
+// One instance per process; start several (PORT=3000, 3001...) against the same REDIS_URL.
+const app = await NestFactory.create(AppModule.forRoot());
 // SIGTERM / SIGINT: stop the cron jobs, release held locks, close the Redis connections.
 app.enableShutdownHooks();
 
