@@ -111,6 +111,11 @@ class Billing {
     return lock && { keys: lock.keys, fence: lock.fence, aborted: lock.signal.aborted };
   }
 
+  @WithLock('stream-fails:<id>')
+  failingStream(id: string): Observable<number> {
+    throw new Error(`cannot stream ${id}`);
+  }
+
   @WithLock('counter')
   async increment(redis: Redis): Promise<void> {
     // A deliberately non-atomic read-modify-write: only the lock keeps it exact.
@@ -299,6 +304,12 @@ describe('@WithLock', () => {
       expect(completed).toBe(true);
       await eventually(async () => (await redis.exists('lock:{stream:o1}')) === 0, 10_000, 'release after complete');
       expect(values).toEqual([1, 2]);
+    });
+
+    it('errors the Observable, and releases, when the method throws before returning it', async () => {
+      const error = await new Promise<unknown>((resolve) => billing.failingStream('f1').subscribe({ error: resolve }));
+      expect(String(error)).toContain('cannot stream f1');
+      await eventually(async () => (await redis.exists('lock:{stream-fails:f1}')) === 0, 10_000, 'release after the throw');
     });
 
     it('releases the lock of an Observable method on unsubscribe', async () => {

@@ -127,7 +127,14 @@ function lockedObservable(
           subscriber.complete();
           return;
         }
-        const source = run(held);
+        let source: unknown;
+        try {
+          source = run(held);
+        } catch (error) {
+          // The method threw before returning its Observable: error the stream (its teardown releases).
+          subscriber.error(error);
+          return;
+        }
         if (!isObservable(source)) {
           subscriber.next(source);
           subscriber.complete();
