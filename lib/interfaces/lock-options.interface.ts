@@ -65,6 +65,11 @@ export interface LockModuleOptions extends LockTimingOptions {
    */
   openTelemetry?: boolean;
   /**
+   * Register the module globally. Give it to `forRoot({...})` or `forRootAsync({...})` itself; an
+   * options factory cannot change it any more (returning it from one is a LockConfigError).
+   */
+  isGlobal?: boolean;
+  /**
    * `'memory'`: an in-process store with the same semantics as Redis, for unit tests and
    * single-process development. Apps in one process share it; separate processes do not.
    */
