@@ -7,12 +7,12 @@
  * Time bounds here are behaviour bounds (a call settles by its deadline plus a generous margin,
  * a lost lease is reported by its proven expiry plus a margin), never speed claims.
  */
-import util from 'node:util';
 import type { Redis } from 'ioredis';
 import { Lock, LockLostError, LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { TcpProxy } from './support/tcp-proxy.js';
+import { watchProcessFailures } from './support/process-failures.js';
 
 /** The library's shortest bound on one Redis call, even for `wait: 0` (README, "Deadlines"). */
 const MIN_CALL_MS = 1_000;
@@ -24,34 +24,6 @@ const HOST = '127.0.0.1';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * The real Node `process`: under Jest the global one is a per-file sandbox copy on which
- * 'unhandledRejection' / 'uncaughtException' never fire (same trick as test/support/redis-server.ts).
- */
-function hostProcess(): NodeJS.Process {
-  const HostFunction = util.inspect.constructor as FunctionConstructor;
-  const candidate = new HostFunction('return process')() as NodeJS.Process | undefined;
-  return candidate && typeof candidate.on === 'function' ? candidate : process;
-}
-
-/** Records every unhandled rejection and uncaught exception until `stop()`. */
-function watchProcessFailures(): { unhandledRejections: unknown[]; uncaughtExceptions: unknown[]; stop(): void } {
-  const host = hostProcess();
-  const unhandledRejections: unknown[] = [];
-  const uncaughtExceptions: unknown[] = [];
-  const onRejection = (reason: unknown): void => void unhandledRejections.push(reason);
-  const onException = (error: unknown): void => void uncaughtExceptions.push(error);
-  host.on('unhandledRejection', onRejection);
-  host.on('uncaughtException', onException);
-  return {
-    unhandledRejections,
-    uncaughtExceptions,
-    stop() {
-      host.off('unhandledRejection', onRejection);
-      host.off('uncaughtException', onException);
-    },
-  };
-}
 
 /** Lets any rejection left without a handler surface (Node reports them after the microtask queue drains). */
 async function settleRejections(): Promise<void> {

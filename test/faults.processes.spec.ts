@@ -9,11 +9,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import util from 'node:util';
 import { Redis } from 'ioredis';
 import { Lock, type LockModuleOptions } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp } from './support/lock-app.js';
+import { watchProcessFailures } from './support/process-failures.js';
 
 const PROCESSES = 4;
 const WORKERS = 8;
@@ -23,31 +23,6 @@ const KEYS = ['k0', 'k1', 'k2'];
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
-/**
- * The real Node `process`: under Jest the global one is a per-file sandbox copy on which
- * 'unhandledRejection' / 'uncaughtException' never fire (same trick as test/support/redis-server.ts).
- */
-function hostProcess(): NodeJS.Process {
-  const HostFunction = util.inspect.constructor as FunctionConstructor;
-  const candidate = new HostFunction('return process')() as NodeJS.Process | undefined;
-  return candidate && typeof candidate.on === 'function' ? candidate : process;
-}
-
-/** Records every unhandled rejection and uncaught exception of this process until `stop()`. */
-function watchProcessFailures(): { failures: unknown[]; stop(): void } {
-  const host = hostProcess();
-  const failures: unknown[] = [];
-  const record = (reason: unknown): void => void failures.push(reason);
-  host.on('unhandledRejection', record);
-  host.on('uncaughtException', record);
-  return {
-    failures,
-    stop() {
-      host.off('unhandledRejection', record);
-      host.off('uncaughtException', record);
-    },
-  };
-}
 
 type ChildEvent = { event: string } & Record<string, any>;
 
@@ -328,7 +303,7 @@ describe('Faults, load and bad input: several processes', () => {
             await client.quit();
           }
         }
-        expect(watch.failures).toEqual([]);
+        expect([...watch.unhandledRejections, ...watch.uncaughtExceptions]).toEqual([]);
       } finally {
         await Promise.all(workers.map((worker) => worker.kill()));
         await data.quit();
@@ -377,7 +352,7 @@ describe('Faults, load and bad input: several processes', () => {
           await lock.release();
         }
         expect(await app.locks.isLocked(key)).toBe(false);
-        expect(watch.failures).toEqual([]);
+        expect([...watch.unhandledRejections, ...watch.uncaughtExceptions]).toEqual([]);
       } finally {
         await holder.kill();
         await releases.close();
@@ -432,7 +407,7 @@ describe('Faults, load and bad input: several processes', () => {
         } finally {
           await other.close();
         }
-        expect(watch.failures).toEqual([]);
+        expect([...watch.unhandledRejections, ...watch.uncaughtExceptions]).toEqual([]);
       } finally {
         await holder.kill();
         await Promise.all(clients.map((client) => client.quit()));

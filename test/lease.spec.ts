@@ -1,42 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import util from 'node:util';
 import { Redis } from 'ioredis';
 import { Lock, LockLostError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { hostProcess, watchProcessFailures } from './support/process-failures.js';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * The real Node `process`: under Jest the global one is a per-file sandbox copy on which
- * 'unhandledRejection' / 'uncaughtException' never fire (same trick as test/support/redis-server.ts).
- */
-function hostProcess(): NodeJS.Process {
-  const HostFunction = util.inspect.constructor as FunctionConstructor;
-  const candidate = new HostFunction('return process')() as NodeJS.Process | undefined;
-  return candidate && typeof candidate.on === 'function' ? candidate : process;
-}
-
-/** Records every unhandled rejection and uncaught exception until `stop()`. */
-function watchProcessFailures(): { unhandledRejections: unknown[]; uncaughtExceptions: unknown[]; stop(): void } {
-  const host = hostProcess();
-  const unhandledRejections: unknown[] = [];
-  const uncaughtExceptions: unknown[] = [];
-  const onRejection = (reason: unknown): void => void unhandledRejections.push(reason);
-  const onException = (error: unknown): void => void uncaughtExceptions.push(error);
-  host.on('unhandledRejection', onRejection);
-  host.on('uncaughtException', onException);
-  return {
-    unhandledRejections,
-    uncaughtExceptions,
-    stop() {
-      host.off('unhandledRejection', onRejection);
-      host.off('uncaughtException', onException);
-    },
-  };
-}
 
 /** How many of the locks were lost, per reason (keys masked), for a readable failure. */
 function lossReasons(locks: readonly Lock[]): Record<string, number> {

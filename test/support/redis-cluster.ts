@@ -21,8 +21,9 @@ import { execFile } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 // Timers from the module, not the globals, so jest.useFakeTimers() can't stall the harness.
 import { clearTimeout, setTimeout } from 'node:timers';
-import { Cluster, Redis, type ClusterOptions } from 'ioredis';
+import { Cluster, type ClusterOptions } from 'ioredis';
 import { RedisServer } from './redis-server.js';
+import { adminCall, parseInfo } from './redis-admin.js';
 
 const HOST = '127.0.0.1';
 const BUS_PORT_OFFSET = 10_000;
@@ -75,44 +76,6 @@ async function acceptClusterPort(port: number): Promise<boolean> {
   return true;
 }
 
-/**
- * One command on a short-lived, fail-fast RESP2 connection (no retries, no
- * offline queue, 2 s timeouts). Always closes the connection.
- */
-async function adminCall(port: number, command: string, ...args: Array<string | number>): Promise<unknown> {
-  const client = new Redis({
-    host: HOST,
-    port,
-    protocol: 2,
-    lazyConnect: true,
-    enableReadyCheck: false,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: ADMIN_TIMEOUT_MS,
-    commandTimeout: ADMIN_TIMEOUT_MS,
-  });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return await client.call(command, ...args);
-  } finally {
-    if (client.status === 'ready' || client.status === 'connect') {
-      await client.quit().catch(() => client.disconnect());
-    } else if (client.status !== 'end') {
-      client.disconnect();
-    }
-  }
-}
-
-function parseInfo(text: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const line of text.split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon > 0 && !line.startsWith('#')) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
-  }
-  return fields;
-}
 
 function runRedisCli(args: string[], timeoutMs: number): Promise<string> {
   return new Promise<string>((resolve, reject) => {

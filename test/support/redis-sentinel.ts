@@ -22,12 +22,12 @@
 import { setTimeout } from 'node:timers';
 import { Redis, type RedisOptions } from 'ioredis';
 import { RedisServer } from './redis-server.js';
+import { adminCall, parseInfo } from './redis-admin.js';
 
 const HOST = '127.0.0.1';
 const START_TIMEOUT_MS = 30_000;
 const FAILOVER_TIMEOUT_MS = 30_000;
 const POLL_INTERVAL_MS = 100;
-const ADMIN_TIMEOUT_MS = 2_000;
 
 export interface RedisSentinelSetOptions {
   /** Replicas of the initial master. Default 1 (failover() needs at least 1). */
@@ -51,44 +51,6 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/**
- * One command on a short-lived, fail-fast RESP2 connection (no retries, no
- * offline queue, 2 s timeouts). Always closes the connection.
- */
-async function adminCall(port: number, command: string, ...args: Array<string | number>): Promise<unknown> {
-  const client = new Redis({
-    host: HOST,
-    port,
-    protocol: 2,
-    lazyConnect: true,
-    enableReadyCheck: false,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: ADMIN_TIMEOUT_MS,
-    commandTimeout: ADMIN_TIMEOUT_MS,
-  });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return await client.call(command, ...args);
-  } finally {
-    if (client.status === 'ready' || client.status === 'connect') {
-      await client.quit().catch(() => client.disconnect());
-    } else if (client.status !== 'end') {
-      client.disconnect();
-    }
-  }
-}
-
-function parseInfo(text: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const line of text.split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon > 0 && !line.startsWith('#')) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
-  }
-  return fields;
-}
 
 async function replicationInfo(port: number): Promise<Map<string, string>> {
   return parseInfo(String(await adminCall(port, 'INFO', 'replication')));

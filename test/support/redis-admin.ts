@@ -1,0 +1,44 @@
+import { Redis } from 'ioredis';
+
+/** Admin connections of the topology harnesses: short-lived, never waiting on a dead server. */
+const HOST = '127.0.0.1';
+const ADMIN_TIMEOUT_MS = 2_000;
+
+/**
+ * One command on a short-lived, fail-fast RESP2 connection (no retries, no
+ * offline queue, 2 s timeouts). Always closes the connection.
+ */
+export async function adminCall(port: number, command: string, ...args: Array<string | number>): Promise<unknown> {
+  const client = new Redis({
+    host: HOST,
+    port,
+    protocol: 2,
+    lazyConnect: true,
+    enableReadyCheck: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: ADMIN_TIMEOUT_MS,
+    commandTimeout: ADMIN_TIMEOUT_MS,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await client.call(command, ...args);
+  } finally {
+    if (client.status === 'ready' || client.status === 'connect') {
+      await client.quit().catch(() => client.disconnect());
+    } else if (client.status !== 'end') {
+      client.disconnect();
+    }
+  }
+}
+
+export function parseInfo(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0 && !line.startsWith('#')) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return fields;
+}
