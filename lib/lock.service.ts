@@ -20,7 +20,7 @@ import {
 } from './lock-options.validation.js';
 import { Lock, type LeaseOwner } from './lock.js';
 import { ReleaseWaiters, type Waiter } from './release-waiters.js';
-import type { AcquireOutcome, LeaseShape, LockStore, StoreHealth, WaitIntent } from './stores/lock-store.js';
+import type { AcquireOutcome, LeaseShape, LockStore, Renewal, StoreHealth, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
 
 /** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
@@ -60,16 +60,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const listeners = [telemetry?.record, options.onEvent].filter((listener) => listener !== undefined);
     this.onEvent = listeners.length === 0 ? undefined : listeners.length === 1 ? listeners[0] : (event) => listeners.forEach((listener) => listener(event));
     this.keeper = new LeaseKeeper({
-      renew: (leases) =>
-        this.store.extend(
-          leases.map((lease) => ({
-            keys: lease.keys,
-            token: lease.token,
-            ttl: lease.ttl,
-            permits: lease.shape.permits,
-            mode: lease.shape.mode,
-          })),
-        ),
+      renew: (leases) => this.store.extend(leases.map((lease) => renewalOf(lease, lease.ttl))),
       lost: (lease, reason) => this.loseLease(lease, reason),
       renewed: (lease) => {
         if (this.onEvent) this.emit({ type: 'extended', keys: lease.keys, ttl: lease.ttl, automatic: true });
@@ -206,7 +197,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     let renewed: boolean | Error;
     try {
       [renewed] = await withTimeout(
-        this.store.extend([{ keys: lease.keys, token: lease.token, ttl: newTtl, permits: lease.shape.permits, mode: lease.shape.mode }]),
+        this.store.extend([renewalOf(lease, newTtl)]),
         Math.max(previousExpiry - sentAt, MIN_CALL_TIMEOUT_MS),
       );
     } catch (error) {
@@ -421,6 +412,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private releaseQuietly(keys: readonly string[], token: string, shape: LeaseShape): void {
     this.store.release(keys, token, shape).catch(() => undefined);
   }
+}
+
+/** What the store needs to renew a lease to `ttl`: the keys, owner and kind of hold. */
+function renewalOf(lease: Lease, ttl: number): Renewal {
+  return { keys: lease.keys, token: lease.token, ttl, permits: lease.shape.permits, mode: lease.shape.mode };
 }
 
 /** A lock just taken, and a way to run code inside its reentrancy scope. */

@@ -12,6 +12,11 @@ interface QueuedWaiter {
   goneAt: number;
 }
 
+/** Drops the holders (token → lease expiry) whose lease ran out, as the Redis scripts do. */
+function dropExpired(holders: Map<string, number>, now: number): void {
+  for (const [token, expiresAt] of holders) if (expiresAt <= now) holders.delete(token);
+}
+
 /** Everything one prefix holds in this process: what Redis would hold for it. */
 class MemoryKeyspace {
   readonly locks = new Map<string, HeldKey>();
@@ -26,7 +31,7 @@ class MemoryKeyspace {
   liveReaders(key: string, now: number): Map<string, number> | undefined {
     const readers = this.readers.get(key);
     if (!readers) return undefined;
-    for (const [token, expiresAt] of readers) if (expiresAt <= now) readers.delete(token);
+    dropExpired(readers, now);
     if (readers.size === 0) {
       this.readers.delete(key);
       return undefined;
@@ -41,7 +46,7 @@ class MemoryKeyspace {
   semaphore(key: string, now: number): { limit: number; holders: Map<string, number> } | undefined {
     const semaphore = this.semaphores.get(key);
     if (!semaphore) return undefined;
-    for (const [token, expiresAt] of semaphore.holders) if (expiresAt <= now) semaphore.holders.delete(token);
+    dropExpired(semaphore.holders, now);
     if (semaphore.holders.size === 0) {
       this.semaphores.delete(key);
       return undefined;

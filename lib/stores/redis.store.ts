@@ -192,8 +192,8 @@ export class RedisLockStore implements LockStore {
     }
     const pipeline = this.client.pipeline() as ScriptPipeline;
     for (const renewal of renewals) {
-      if (renewal.permits === undefined && renewal.mode !== 'read') pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
-      else pipeline.nestjsRedisLockSemaphoreExtend(...this.extendArgs(renewal.keys, renewal));
+      if (heldInSortedSet(renewal)) pipeline.nestjsRedisLockSemaphoreExtend(...this.extendArgs(renewal.keys, renewal));
+      else pipeline.nestjsRedisLockExtend(...this.extendArgs(renewal.keys, renewal));
     }
     const replies = (await pipeline.exec()) ?? [];
     return renewals.map((_, i) => {
@@ -210,13 +210,11 @@ export class RedisLockStore implements LockStore {
   }
 
   private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
-    const shared = shape?.permits !== undefined || shape?.mode === 'read';
-    const release = shared ? this.client.nestjsRedisLockSemaphoreRelease : this.client.nestjsRedisLockRelease;
-    const heldIn = (key: string) => (shape?.mode === 'read' ? this.readersKey(key) : shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key));
+    const release = heldInSortedSet(shape) ? this.client.nestjsRedisLockSemaphoreRelease : this.client.nestjsRedisLockRelease;
     return release.call(
       this.client,
       keys.length * 2,
-      ...keys.map(heldIn),
+      ...keys.map((key) => this.heldKey(key, shape)),
       ...keys.map((key) => this.wantedKey(key)),
       token,
       this.releaseChannel,
@@ -328,20 +326,19 @@ export class RedisLockStore implements LockStore {
   }
 
   private extendArgs(keys: readonly string[], renewal: Renewal): [number, ...Array<string | number>] {
-    const keyOf =
-      renewal.mode === 'read'
-        ? (key: string) => this.readersKey(key)
-        : renewal.permits === undefined
-          ? (key: string) => this.lockKey(key)
-          : (key: string) => this.permitsKey(key);
-    return [keys.length, ...keys.map(keyOf), renewal.token, renewal.ttl];
+    return [keys.length, ...keys.map((key) => this.heldKey(key, renewal)), renewal.token, renewal.ttl];
   }
 
   private extendCall(renewal: Renewal): (...args: [number, ...Array<string | number>]) => Promise<number> {
-    // A reader's place is renewed like a permit: its token scored by expiry in a sorted set.
-    return renewal.permits === undefined && renewal.mode !== 'read'
-      ? (...args) => this.client.nestjsRedisLockExtend(...args)
-      : (...args) => this.client.nestjsRedisLockSemaphoreExtend(...args);
+    return heldInSortedSet(renewal)
+      ? (...args) => this.client.nestjsRedisLockSemaphoreExtend(...args)
+      : (...args) => this.client.nestjsRedisLockExtend(...args);
+  }
+
+  /** The Redis key that records this kind of hold on `key`: the lock itself, or a sorted set. */
+  private heldKey(key: string, shape: LeaseShape | undefined): string {
+    if (shape?.mode === 'read') return this.readersKey(key);
+    return shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key);
   }
 
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
@@ -389,6 +386,14 @@ export class RedisLockStore implements LockStore {
       this.logger.warn(`Redis ${role} error: ${error.message}`);
     });
   }
+}
+
+/**
+ * Permits and readers are both a token scored by expiry in a sorted set, so they share the
+ * semaphore extend and release scripts; exclusive holds are the lock key itself.
+ */
+function heldInSortedSet(shape: LeaseShape | undefined): boolean {
+  return shape?.permits !== undefined || shape?.mode === 'read';
 }
 
 /** Reads a busy reply of the acquire scripts: {0, index, ms} or, for a semaphore, {-1, index, limit}. */
