@@ -52,3 +52,29 @@ export class LockUnavailableError extends LockError {}
 
 /** Invalid module or call options. */
 export class LockConfigError extends LockError {}
+
+/**
+ * Internal: the reply granting a lock came back after the lease it granted had already run out
+ * (Redis or the network was slower than `ttl`). Surfaces as the `cause` of a LockUnavailableError.
+ */
+export class LeaseRanOutError extends Error {
+  constructor(
+    readonly ttl: number,
+    readonly tookMs: number,
+  ) {
+    super(`the reply granting the lock came ${tookMs} ms after the attempt was sent, past its ${ttl} ms lease`);
+    this.name = 'LeaseRanOutError';
+  }
+}
+
+/** Internal: fewer replicas than `waitForReplicas` acknowledged a grant within `replicaTimeout`. */
+export class ReplicaShortfallError extends Error {
+  constructor(
+    readonly acknowledged: number,
+    readonly wanted: number,
+    readonly timeoutMs: number,
+  ) {
+    super(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeoutMs} ms (waitForReplicas)`);
+    this.name = 'ReplicaShortfallError';
+  }
+}

@@ -64,6 +64,8 @@ export const MESSAGES = {
     `Lock "${key}" is held as a semaphore with permits: ${inUse}, but this call asked for permits: ${asked}; every holder of a key must use the same "permits"`,
   upgradeRefused: (key: string) =>
     `Lock "${key}" is held for reading in this call chain and cannot be upgraded to a write lock (that would deadlock); release the read lock first, or take the write lock from the start`,
+  reentryRefused: (key: string, held: string, wanted: string) =>
+    `Lock "${key}" is held as ${held === 'permits' ? 'a semaphore permit' : 'a read lock'} in this call chain, so asking for ${wanted === 'exclusive' ? 'the exclusive lock' : wanted === 'read' ? 'a read lock' : 'a permit'} here would wait for itself (or run beside the other holders); take the kind of lock you need from the start, or use another key`,
   configCallOption: (option: string, value: unknown, rule: string) =>
     `Invalid lock option "${option}": ${describeValue(value)}; ${rule}`,
   configUnknownCallOption: (option: string, known: readonly string[]) =>
@@ -85,6 +87,10 @@ export const MESSAGES = {
     'so the lock could not be held for its lifetime; declare the return type (e.g. `: Observable<T>`) and the lock is taken on subscribe',
   unavailable: (keys: readonly string[], action: string) =>
     `Redis could not be reached in time to ${action} ${describeKeys(keys).toLowerCase()}; check the connection`,
+  unavailableLate: (keys: readonly string[], ttl: number, tookMs: number) =>
+    `${describeKeys(keys)} could not be taken: Redis answered ${tookMs} ms after the attempt was sent, after its ${ttl} ms lease had already run out; raise "ttl" well above your Redis round-trip time`,
+  unavailableReplicas: (keys: readonly string[], acknowledged: number, wanted: number, timeoutMs: number) =>
+    `${describeKeys(keys)} could not be taken: Redis granted it, but only ${acknowledged} of ${wanted} replicas acknowledged within ${timeoutMs} ms (waitForReplicas), so it was given back; check replication, or lower "waitForReplicas" / raise "replicaTimeout"`,
   unavailableIsLocked: (key: string) => `Redis could not be reached in time to check lock "${key}"; check the connection`,
   shutDown: 'LockService has shut down (application closing); no new locks can be taken',
 

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { monotonicNow } from './clock.js';
+import { driftAllowance, monotonicNow } from './clock.js';
 import { runWithCurrentLock } from './current-lock.js';
-import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
+import { LeaseRanOutError, LockConfigError, ReplicaShortfallError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
 import type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
@@ -233,8 +233,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const reentered = keys.map((key) => {
       const lease = held?.get(key);
       if (lease?.state !== 'held') return undefined;
-      // A reader asking to write would deadlock with itself (and with any other reader doing the same).
-      if (lease.shape.mode === 'read' && call.mode !== 'read') throw new LockConfigError(MESSAGES.upgradeRefused(key));
+      assertReentryAllowed(key, lease.shape, call);
       return lease;
     });
     const missing = keys.filter((_, i) => reentered[i] === undefined);
@@ -275,61 +274,70 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       for (;;) {
         if (call.signal?.aborted) throw call.signal.reason;
         this.assertOpen();
-        if (waiter?.grantedFence !== undefined) {
-          acquired = true;
-          return this.holdLease(keys, token, [waiter.grantedFence], call, lastBusySentAt, shape, start);
-        }
-        waiter?.consumeWake();
-        const sentAt = monotonicNow();
-        let outcome: AcquireOutcome | undefined;
+        let busy: BusyOutcome | undefined;
         let failure: unknown;
-        try {
-          outcome = await withTimeout(
-            this.store.acquire(keys, token, call.ttl, intent),
-            Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
-          );
-        } catch (error) {
-          failure = error;
-          // The attempt may still run after we gave up on it: queue a release behind it.
-          this.releaseQuietly(keys, token, shape);
+        let grant: { fences: number[]; leaseStart: number } | undefined;
+        if (waiter?.grantedFence !== undefined) {
+          // A fair release handed the key to us; the lease began no earlier than our last busy attempt.
+          grant = { fences: [waiter.grantedFence], leaseStart: lastBusySentAt };
+          waiter.grantedFence = undefined;
+        } else {
+          waiter?.consumeWake();
+          const sentAt = monotonicNow();
+          let outcome: AcquireOutcome | undefined;
+          try {
+            outcome = await withTimeout(
+              this.store.acquire(keys, token, call.ttl, intent),
+              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
+            );
+          } catch (error) {
+            failure = error;
+            // The attempt may still run after we gave up on it: queue a release behind it.
+            this.releaseQuietly(keys, token, shape);
+          }
+          if (outcome?.acquired) {
+            grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
+          } else if (outcome?.permitsInUse !== undefined) {
+            throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
+          } else if (outcome) {
+            busy = outcome;
+            lastBusySentAt = sentAt;
+          }
         }
-        if (outcome?.acquired) {
-          acquired = true;
-          const leaseStart = outcome.grantedEarlier ? lastBusySentAt : sentAt;
-          return this.holdLease(keys, token, outcome.fences, call, leaseStart, shape, start);
+        if (grant) {
+          failure = await this.admit(keys, token, grant.leaseStart, call, shape, deadline);
+          if (failure === undefined) {
+            acquired = true;
+            return this.holdLease(keys, token, grant.fences, call, grant.leaseStart, shape, start);
+          }
+          // Not held after all: an attempt that failed, retried within the wait.
         }
-        if (outcome?.permitsInUse !== undefined) {
-          throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
-        }
-        if (outcome) lastBusySentAt = sentAt;
-        if (waiter?.grantedFence !== undefined) continue; // handed over while we were asking
+        if (busy && waiter?.grantedFence !== undefined) continue; // handed over while we were asking
 
         const now = monotonicNow();
         if (now >= deadline) {
-          if (outcome === undefined) {
-            throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: failure });
-          }
+          if (busy === undefined) throw new LockUnavailableError(unavailableMessage(keys, failure), { cause: failure });
           const waitedMs = Math.round(now - start);
           if (this.onEvent) this.emit({ type: 'busy', keys, waitedMs, outcome: orNull ? 'gaveUp' : 'timedOut' });
           if (orNull) return null;
           throw new LockNotAcquiredError(
-            MESSAGES.notAcquired(keys, outcome.busyKey, waitedMs, call.wait),
+            MESSAGES.notAcquired(keys, busy.busyKey, waitedMs, call.wait),
             keys,
             waitedMs,
-            outcome.busyForMs,
+            busy.busyForMs,
           );
         }
         let pause = RETRY_AFTER_ERROR_MS;
-        if (outcome) {
-          busyKey = outcome.busyKey;
+        if (busy) {
+          busyKey = busy.busyKey;
           if (waiter) waiter.moveTo(busyKey);
           else waiter = this.waiters.enqueue(busyKey, token);
           // Subscribed just now: a release before that was not heard, so look again at once.
           if (!this.listening && (await this.startListening(Math.min(deadline, now + pollInterval)))) continue;
-          if (!fair && this.waiters.releasedSince(busyKey, sentAt)) continue;
+          if (!fair && this.waiters.releasedSince(busyKey, lastBusySentAt)) continue;
           pause = pollInterval * (0.75 + Math.random() * 0.5);
           // A lease that runs out without a release announces nothing: look again when it should have.
-          if (outcome.busyForMs >= 0) pause = Math.min(pause, outcome.busyForMs + 1);
+          if (busy.busyForMs >= 0) pause = Math.min(pause, busy.busyForMs + 1);
         }
         waiter ??= this.waiters.enqueue(busyKey ?? keys[0], token);
         const woke = await waiter.sleep(Math.min(pause, deadline - now), call.signal);
@@ -340,6 +348,37 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       // A fair waiter that gives up leaves the queue, passing on the lock if it was just granted.
       if (fair && !acquired) this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
     }
+  }
+
+  /**
+   * The one gate every grant passes before it counts as held, however it came (taken by an
+   * attempt, handed over by a fair release, granted by a Redlock quorum): the store's own
+   * confirmation (e.g. `waitForReplicas`), then the clock. A lease whose reply came back after it
+   * had already run out (counted from when the attempt was sent) is a loss, not a hold. Returns
+   * why the grant does not count (the lock is then given back), or undefined when it does.
+   */
+  private async admit(
+    keys: string[],
+    token: string,
+    leaseStart: number,
+    call: ResolvedCallOptions,
+    shape: LeaseShape,
+    deadline: number,
+  ): Promise<unknown> {
+    let failure: unknown;
+    if (this.store.confirmGrant) {
+      try {
+        const bound = Math.max(Math.min(deadline, leaseStart + call.ttl) - monotonicNow(), MIN_CALL_TIMEOUT_MS);
+        await withTimeout(this.store.confirmGrant(keys, token, shape, call.ttl), bound);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    if (failure === undefined && monotonicNow() >= leaseStart + call.ttl - driftAllowance(call.ttl)) {
+      failure = new LeaseRanOutError(call.ttl, Math.round(monotonicNow() - leaseStart));
+    }
+    if (failure !== undefined) this.releaseQuietly(keys, token, shape);
+    return failure;
   }
 
   private holdLease(
@@ -414,6 +453,40 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   }
 }
 
+/** Why an acquire ended without a lock although Redis may have answered: say what happened. */
+function unavailableMessage(keys: readonly string[], failure: unknown): string {
+  if (failure instanceof LeaseRanOutError) return MESSAGES.unavailableLate(keys, failure.ttl, failure.tookMs);
+  if (failure instanceof ReplicaShortfallError) {
+    return MESSAGES.unavailableReplicas(keys, failure.acknowledged, failure.wanted, failure.timeoutMs);
+  }
+  return MESSAGES.unavailable(keys, 'acquire');
+}
+
+/**
+ * Reentry shares a hold the chain already has, so it is only allowed where that hold covers what is
+ * asked: an exclusive hold covers everything; a shared hold (readers, permits) covers only the
+ * same kind. Anything else would wait for itself (a reader asking to write, a permit holder asking
+ * for the exclusive lock or to read) or silently run an "exclusive" section beside other permit
+ * holders, so it is refused.
+ */
+function assertReentryAllowed(key: string, held: LeaseShape, wanted: ResolvedCallOptions): void {
+  const heldKind = kindOf(held);
+  const wantedKind = kindOf(wanted);
+  if (heldKind === 'exclusive' || heldKind === wantedKind) {
+    if (held.permits !== undefined && wanted.permits !== undefined && held.permits !== wanted.permits) {
+      throw new LockConfigError(MESSAGES.configPermitsMismatch(key, wanted.permits, held.permits));
+    }
+    return;
+  }
+  if (heldKind === 'read' && wantedKind === 'exclusive') throw new LockConfigError(MESSAGES.upgradeRefused(key));
+  throw new LockConfigError(MESSAGES.reentryRefused(key, heldKind, wantedKind));
+}
+
+function kindOf(shape: { permits?: number; mode?: 'read' | 'exclusive' }): 'exclusive' | 'read' | 'permits' {
+  if (shape.mode === 'read') return 'read';
+  return shape.permits === undefined ? 'exclusive' : 'permits';
+}
+
 /** What the store needs to renew a lease to `ttl`: the keys, owner and kind of hold. */
 function renewalOf(lease: Lease, ttl: number): Renewal {
   return { keys: lease.keys, token: lease.token, ttl, permits: lease.shape.permits, mode: lease.shape.mode };
@@ -424,6 +497,8 @@ export interface HeldScope {
   lock: Lock;
   run<T>(fn: () => T): T;
 }
+
+type BusyOutcome = Extract<AcquireOutcome, { acquired: false }>;
 
 interface Taken {
   lock: Lock;

@@ -96,6 +96,12 @@ export interface LockStore {
    * A `fair` release hands the key straight to the first queued waiter.
    */
   release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number>;
+  /**
+   * Optional last step of every grant (taken by an attempt or handed over by a release), before
+   * the lock counts as held: e.g. waiting until replicas have it. Throws when the grant must not
+   * count; the caller then gives the lock back.
+   */
+  confirmGrant?(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void>;
   /** A fair waiter gives up: leaves the queue, passing the lock on if it was granted meanwhile. */
   leaveQueue(key: string, token: string, ttl: number): Promise<void>;
   isLocked(key: string): Promise<boolean>;

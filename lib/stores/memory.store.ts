@@ -64,6 +64,17 @@ class MemoryKeyspace {
     return held;
   }
 
+  /**
+   * Earliest lease end among the key's shared holders (readers or permits), if any is live: they
+   * keep a writer out, as in the Redis scripts.
+   */
+  sharedUntil(key: string, now: number): number | undefined {
+    const readers = this.liveReaders(key, now);
+    if (readers) return Math.min(...readers.values());
+    const semaphore = this.semaphore(key, now);
+    return semaphore ? Math.min(...semaphore.holders.values()) : undefined;
+  }
+
   nextFence(key: string): number {
     const fence = (this.fences.get(key) ?? 0) + 1;
     this.fences.set(key, fence);
@@ -124,9 +135,13 @@ export class MemoryLockStore implements LockStore {
       const holder = space.holder(key, now);
       if (holder?.token === token) return { acquired: true, fences: [space.fences.get(key) ?? 0], grantedEarlier: true };
       const queue = space.queue(key, now);
-      if (!holder && !space.liveReaders(key, now) && (queue.length === 0 || queue[0].token === token)) {
+      const shared = holder ? undefined : space.sharedUntil(key, now);
+      // A fair writer kept out by shared holders keeps new ones out in turn, like any writer.
+      if (shared !== undefined && intent.announceFor > 0) space.writerWaiting.set(key, now + intent.announceFor);
+      if (!holder && shared === undefined && (queue.length === 0 || queue[0].token === token)) {
         if (queue.length > 0) queue.shift();
         space.locks.set(key, { token, expiresAt: now + ttl });
+        space.writerWaiting.delete(key);
         return { acquired: true, fences: [space.nextFence(key)] };
       }
       const place = queue.find((waiter) => waiter.token === token);
@@ -139,11 +154,11 @@ export class MemoryLockStore implements LockStore {
     for (const key of keys) {
       const holder = space.holder(key, now);
       if (holder) return { acquired: false, busyKey: key, busyForMs: Math.ceil(holder.expiresAt - now) };
-      const readers = space.liveReaders(key, now);
-      if (readers) {
-        // A writer kept out by readers keeps new readers out in turn, while it waits.
+      const shared = space.sharedUntil(key, now);
+      if (shared !== undefined) {
+        // A writer kept out by shared holders keeps new ones out in turn, while it waits.
         if (intent.announceFor > 0) space.writerWaiting.set(key, now + intent.announceFor);
-        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.min(...readers.values()) - now) };
+        return { acquired: false, busyKey: key, busyForMs: Math.ceil(shared - now) };
       }
     }
     for (const key of keys) {
@@ -156,11 +171,9 @@ export class MemoryLockStore implements LockStore {
   private acquireRead(keys: readonly string[], token: string, ttl: number, now: number): AcquireOutcome {
     const space = this.space;
     for (const key of keys) {
-      const holder = space.holder(key, now);
-      const writerWaitsUntil = space.writerWaiting.get(key) ?? 0;
-      if (holder || writerWaitsUntil > now) {
-        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.max(holder?.expiresAt ?? 0, writerWaitsUntil) - now) };
-      }
+      // Readers share with readers only: permit holders keep them out too.
+      const busyUntil = this.exclusiveOrWaitingUntil(key, now) ?? (space.semaphore(key, now) ? space.sharedUntil(key, now) : undefined);
+      if (busyUntil !== undefined) return { acquired: false, busyKey: key, busyForMs: Math.ceil(busyUntil - now) };
     }
     for (const key of keys) {
       const readers = space.liveReaders(key, now) ?? new Map<string, number>();
@@ -174,11 +187,11 @@ export class MemoryLockStore implements LockStore {
     const space = this.space;
     for (const key of keys) {
       const semaphore = space.semaphore(key, now);
-      if (!semaphore) continue;
-      if (semaphore.limit !== permits) return { acquired: false, busyKey: key, busyForMs: -1, permitsInUse: semaphore.limit };
-      if (semaphore.holders.size >= permits) {
-        return { acquired: false, busyKey: key, busyForMs: Math.ceil(Math.min(...semaphore.holders.values()) - now) };
-      }
+      if (semaphore && semaphore.limit !== permits) return { acquired: false, busyKey: key, busyForMs: -1, permitsInUse: semaphore.limit };
+      let busyUntil = this.exclusiveOrWaitingUntil(key, now);
+      if (busyUntil === undefined && space.liveReaders(key, now)) busyUntil = space.sharedUntil(key, now);
+      if (busyUntil === undefined && semaphore && semaphore.holders.size >= permits) busyUntil = Math.min(...semaphore.holders.values());
+      if (busyUntil !== undefined) return { acquired: false, busyKey: key, busyForMs: Math.ceil(busyUntil - now) };
     }
     for (const key of keys) {
       const semaphore = space.semaphore(key, now) ?? { limit: permits, holders: new Map<string, number>() };
@@ -186,6 +199,14 @@ export class MemoryLockStore implements LockStore {
       space.semaphores.set(key, semaphore);
     }
     return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+  }
+
+  /** Until when an exclusive holder or a waiting writer keeps shared holders out, if one does. */
+  private exclusiveOrWaitingUntil(key: string, now: number): number | undefined {
+    const holder = this.space.holder(key, now);
+    const writerWaitsUntil = this.space.writerWaiting.get(key) ?? 0;
+    if (!holder && writerWaitsUntil <= now) return undefined;
+    return Math.max(holder?.expiresAt ?? 0, writerWaitsUntil);
   }
 
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {

@@ -15,51 +15,112 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 `;
 
 /**
- * KEYS[1..n] lock keys, KEYS[n+1..2n] their fence keys, KEYS[2n+1..3n] their "wanted" markers,
- * KEYS[3n+1..4n] their readers sets, KEYS[4n+1..5n] their "writer waiting" markers;
- * ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted (0: the caller
- * will not wait). All or nothing: nothing is written unless every lock key is free of other
- * holders and of readers (or already held by this token: an attempt re-sent by ioredis after a
- * lost reply must not find itself busy). A writer that finds readers marks itself waiting, so new
- * readers queue behind it.
+ * Shared Lua: `server_now()` (Redis time in ms, read once per script) and `live_until(set)`: the
+ * earliest lease expiry among a sorted set's live members (scored by expiry), or nil when none is
+ * live. Read-only, so a writer can look at shared holders without owning their bookkeeping.
+ */
+const SHARED_HOLDERS = `
+local now_ms
+local function server_now()
+  if not now_ms then
+    local clock = redis.call('TIME')
+    now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  end
+  return now_ms
+end
+local function live_until(set)
+  if redis.call('EXISTS', set) == 0 then return nil end
+  local first = redis.call('ZRANGEBYSCORE', set, '(' .. server_now(), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if first[1] then return tonumber(first[2]) end
+  return nil
+end
+`;
+
+/**
+ * Shared Lua for holds kept in a sorted set (permits, readers): each set has a companion hash
+ * `<set>:holds` of token -> fence (and, for permits, the agreed `limit`). The fence is stored with
+ * the hold so that an attempt re-sent after a lost reply answers with its own fence, never "the
+ * counter now". The hash lives exactly as long as its set (same TTL, deleted with the last member),
+ * so nothing it holds outlives the holds that need it.
+ */
+const SORTED_HOLDS = `
+local function prune(set, holds, now)
+  local expired = redis.call('ZRANGEBYSCORE', set, '-inf', now)
+  for _, member in ipairs(expired) do
+    redis.call('ZREM', set, member)
+    redis.call('HDEL', holds, member)
+  end
+  if #expired > 0 and redis.call('EXISTS', set) == 0 then
+    redis.call('DEL', holds)
+  end
+end
+local function keep_alive(set, holds, ttl)
+  if redis.call('PTTL', set) < ttl then
+    redis.call('PEXPIRE', set, ttl)
+  end
+  redis.call('PEXPIRE', holds, redis.call('PTTL', set))
+end
+local function hold_in(set, holds, fence_key, token, now, ttl)
+  local fence = redis.call('HGET', holds, token)
+  if fence then
+    fence = tonumber(fence)
+  else
+    fence = redis.call('INCR', fence_key)
+    redis.call('HSET', holds, token, fence)
+  end
+  redis.call('ZADD', set, now + ttl, token)
+  return fence
+end
+`;
+
+/**
+ * Exclusive lock. KEYS per user key i (6 each, all in the key's Cluster slot): [6i-5] lock,
+ * [6i-4] fence, [6i-3] "wanted" marker, [6i-2] readers set, [6i-1] "writer waiting" marker,
+ * [6i] permits set; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted
+ * (0: the caller will not wait).
+ * All or nothing: nothing is written unless every key is free of other holders of any kind
+ * (exclusive, readers, permits), or already held by this token: an attempt re-sent by ioredis
+ * after a lost reply must not find itself busy. A writer kept out by shared holders marks itself
+ * waiting, so new readers and permit holders queue behind it.
  * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, ms until it may be free}.
  */
 export const ACQUIRE_SCRIPT = `
-local n = #KEYS / 5
+${SHARED_HOLDERS}
+local n = #KEYS / 6
 local announce = tonumber(ARGV[3])
+local mine = {}
 for i = 1, n do
-  local holder = redis.call('GET', KEYS[i])
-  if holder and holder ~= ARGV[1] then
+  local base = 6 * (i - 1)
+  local holder = redis.call('GET', KEYS[base + 1])
+  if holder == ARGV[1] then
+    mine[i] = true
+  elseif holder then
     if announce > 0 then
-      redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
+      redis.call('SET', KEYS[base + 3], '1', 'PX', announce)
     end
-    return {0, i, redis.call('PTTL', KEYS[i])}
-  end
-  local readers = KEYS[3 * n + i]
-  if not holder and redis.call('EXISTS', readers) == 1 then
-    ${SERVER_NOW}
-    redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)
-    local first = redis.call('ZRANGE', readers, 0, 0, 'WITHSCORES')
-    if first[1] then
+    return {0, i, redis.call('PTTL', KEYS[base + 1])}
+  else
+    local shared_until = live_until(KEYS[base + 4]) or live_until(KEYS[base + 6])
+    if shared_until then
       if announce > 0 then
-        redis.call('SET', KEYS[2 * n + i], '1', 'PX', ARGV[3])
-        redis.call('SET', KEYS[4 * n + i], '1', 'PX', ARGV[3])
+        redis.call('SET', KEYS[base + 3], '1', 'PX', announce)
+        redis.call('SET', KEYS[base + 5], '1', 'PX', announce)
       end
-      return {0, i, tonumber(first[2]) - now}
+      return {0, i, shared_until - server_now()}
     end
   end
 end
 local reply = {1}
 for i = 1, n do
-  -- Already ours can only mean this very attempt was re-sent after a lost reply (tokens are never
-  -- reused): answer as the first run did, without a new fence.
-  local mine = redis.call('GET', KEYS[i]) == ARGV[1]
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  redis.call('DEL', KEYS[4 * n + i])
-  if mine then
-    reply[i + 1] = tonumber(redis.call('GET', KEYS[n + i]))
+  local base = 6 * (i - 1)
+  redis.call('SET', KEYS[base + 1], ARGV[1], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[base + 5])
+  if mine[i] then
+    -- This very attempt, re-sent after a lost reply (tokens are never reused). While the key is
+    -- ours no other grant of any mode can move the counter, so it still is our fence.
+    reply[i + 1] = tonumber(redis.call('GET', KEYS[base + 2]))
   else
-    reply[i + 1] = redis.call('INCR', KEYS[n + i])
+    reply[i + 1] = redis.call('INCR', KEYS[base + 2])
   end
 end
 return reply
@@ -150,24 +211,29 @@ end`;
 }
 
 /**
- * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers; ARGV[1] token,
- * ARGV[2] ttl, ARGV[3] how long the waiter counts as present without refreshing (ms).
- * The lock goes to the caller only if it is free and nobody queued before the caller.
+ * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers, KEYS[6] permits,
+ * KEYS[7] writer-waiting marker, KEYS[8] wanted marker; ARGV[1] token, ARGV[2] ttl, ARGV[3] how
+ * long the waiter counts as present without refreshing (ms), ARGV[4] how long to mark the key.
+ * The lock goes to the caller only if it is free (no holder of any mode) and nobody queued before
+ * the caller. Shared holders (readers, permits) keep a fair writer out exactly as a plain one: it
+ * marks itself waiting, so new shared holders queue behind it (writers are never starved), and
+ * marks the key wanted, so the last shared holder's release wakes it.
  * Returns {1, fence}, {1, fence, 1} when a release had already granted it to this token, or {0, 1, PTTL}
  * after queueing (or refreshing) the caller.
  */
 export const FAIR_ACQUIRE_SCRIPT = `
 ${PRUNE_GONE_WAITERS}
+${SHARED_HOLDERS}
 local entry = ARGV[1] .. ':' .. ARGV[2]
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   return {1, tonumber(redis.call('GET', KEYS[2])), 1}
 end
--- Readers of a read-write lock (KEYS[5]) exclude a writer, fair or not.
-if not holder and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-  if redis.call('ZCARD', KEYS[5]) > 0 then
-    holder = 'readers'
+if not holder and (live_until(KEYS[5]) or live_until(KEYS[6])) then
+  holder = 'shared'
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
+    redis.call('SET', KEYS[8], '1', 'PX', ARGV[4])
   end
 end
 if not holder then
@@ -178,6 +244,7 @@ if not holder then
       redis.call('ZREM', KEYS[4], entry)
     end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    redis.call('DEL', KEYS[7])
     return {1, redis.call('INCR', KEYS[2])}
   end
 end
@@ -238,93 +305,106 @@ return 1
 /*
  * Counting semaphores. Per user key K: a sorted set `<prefix>{K}:permits` of holder tokens scored
  * by lease expiry in Redis server time (so clients with skewed clocks can neither steal nor lose
- * permits), the agreed limit `<prefix>{K}:limit`, and the same fence counter and "wanted" marker
- * as an exclusive lock. Bookkeeping keys expire with their longest lease.
+ * permits), its companion hash `<prefix>{K}:permits:holds` (token -> fence, and the agreed
+ * `limit`), and the same fence counter and "wanted" marker as an exclusive lock. The set and its
+ * hash expire with their longest lease and are renewed together, so the agreed limit lives exactly
+ * as long as the permits that agreed on it.
  */
-
 
 /**
- * KEYS per user key i: [4i-3] permits set, [4i-2] limit, [4i-1] fence, [4i] wanted marker;
- * ARGV[1] token, ARGV[2] ttl, ARGV[3] permits, ARGV[4] how long to mark a full key as wanted.
- * All or nothing over the keys. Returns {1, fence...}, {0, i, ms until its first permit frees},
- * or {-1, i, limit in use} when the key's holders agreed on another number of permits.
+ * KEYS per user key i (7 each): [7i-6] permits set, [7i-5] its holds hash, [7i-4] fence, [7i-3]
+ * wanted marker, [7i-2] lock, [7i-1] readers set, [7i] writer-waiting marker; ARGV[1] token,
+ * ARGV[2] ttl, ARGV[3] permits, ARGV[4] how long to mark a full key as wanted.
+ * A permit is free when fewer than `permits` hold one, and nobody holds the key exclusively, reads
+ * it, or waits to write it. All or nothing over the keys. Returns {1, fence...}, {0, i, ms until
+ * it may be free}, or {-1, i, limit in use} when the key's holders agreed on another number.
  */
 export const SEMAPHORE_ACQUIRE_SCRIPT = `
-${SERVER_NOW}
-local n = #KEYS / 4
+${SHARED_HOLDERS}
+${SORTED_HOLDS}
+local now = server_now()
+local n = #KEYS / 7
 local permits = tonumber(ARGV[3])
+local announce = tonumber(ARGV[4])
 for i = 1, n do
-  local set = KEYS[4 * i - 3]
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
-  local holders = redis.call('ZCARD', set)
-  if redis.call('ZSCORE', set, ARGV[1]) then
-    holders = 0 -- a re-sent attempt of a holder that already got its permit
-  end
-  local limit = tonumber(redis.call('GET', KEYS[4 * i - 2]) or '0')
-  if holders > 0 and limit > 0 and limit ~= permits then
-    return {-1, i, limit}
-  end
-  if holders >= permits then
-    if tonumber(ARGV[4]) > 0 then
-      redis.call('SET', KEYS[4 * i], '1', 'PX', ARGV[4])
+  local base = 7 * (i - 1)
+  local set, holds = KEYS[base + 1], KEYS[base + 2]
+  prune(set, holds, now)
+  if not redis.call('HGET', holds, ARGV[1]) then
+    local holders = redis.call('ZCARD', set)
+    local limit = tonumber(redis.call('HGET', holds, 'limit') or '0')
+    if holders > 0 and limit ~= permits and limit > 0 then
+      return {-1, i, limit}
     end
-    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-    return {0, i, tonumber(first[2]) - now}
+    local busy_until
+    local writer = redis.call('PTTL', KEYS[base + 5])
+    local waiting = redis.call('PTTL', KEYS[base + 7])
+    if writer ~= -2 or waiting ~= -2 then
+      busy_until = now + math.max(writer, waiting)
+    else
+      busy_until = live_until(KEYS[base + 6])
+    end
+    if not busy_until and holders >= permits then
+      busy_until = tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2])
+    end
+    if busy_until then
+      if announce > 0 then
+        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+      end
+      return {0, i, busy_until - now}
+    end
   end
 end
 local reply = {1}
 local ttl = tonumber(ARGV[2])
 for i = 1, n do
-  local set = KEYS[4 * i - 3]
-  local mine = redis.call('ZSCORE', set, ARGV[1])
-  redis.call('ZADD', set, now + ttl, ARGV[1])
-  redis.call('SET', KEYS[4 * i - 2], permits)
-  if redis.call('PTTL', set) < ttl then
-    redis.call('PEXPIRE', set, ttl)
-    redis.call('PEXPIRE', KEYS[4 * i - 2], ttl)
-  end
-  if mine then
-    reply[i + 1] = tonumber(redis.call('GET', KEYS[4 * i - 1]))
-  else
-    reply[i + 1] = redis.call('INCR', KEYS[4 * i - 1])
-  end
+  local base = 7 * (i - 1)
+  local set, holds = KEYS[base + 1], KEYS[base + 2]
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], ARGV[1], now, ttl)
+  redis.call('HSET', holds, 'limit', permits)
+  keep_alive(set, holds, ttl)
 end
 return reply
 `;
 
 /**
- * KEYS permits sets; ARGV[1] token, ARGV[2] ttl. Renews the token's permit in every set if it
- * still holds one everywhere (an expired permit is gone for good). 1 renewed, 0 lost.
+ * KEYS pairs per lease key: [2i-1] sorted set (permits or readers), [2i] its holds hash; ARGV[1]
+ * token, ARGV[2] ttl. Renews the token's place in every set if it still holds one everywhere (an
+ * expired hold is gone for good), and the hash with its set. 1 renewed, 0 lost.
  */
 export const SEMAPHORE_EXTEND_SCRIPT = `
 ${SERVER_NOW}
-for i = 1, #KEYS do
+${SORTED_HOLDS}
+for i = 1, #KEYS, 2 do
   local expiry = redis.call('ZSCORE', KEYS[i], ARGV[1])
   if not expiry or tonumber(expiry) <= now then
     return 0
   end
 end
 local ttl = tonumber(ARGV[2])
-for i = 1, #KEYS do
+for i = 1, #KEYS, 2 do
   redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[1])
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
+  keep_alive(KEYS[i], KEYS[i + 1], ttl)
 end
 return 1
 `;
 
 /**
- * KEYS[1..n] permits sets, KEYS[n+1..2n] wanted markers; ARGV[1] token, ARGV[2] channel,
- * ARGV[3..] user keys. Gives the token's permits back, announcing them to waiters if any.
+ * KEYS triples per user key: [3i-2] sorted set, [3i-1] its holds hash, [3i] wanted marker;
+ * ARGV[1] token, ARGV[2] channel, ARGV[3..] user keys. Gives the token's holds back, announcing
+ * them to waiters if any; the hash goes with the set's last member.
  */
 export const SEMAPHORE_RELEASE_SCRIPT = `
-local n = #KEYS / 2
 local released = 0
-for i = 1, n do
-  if redis.call('ZREM', KEYS[i], ARGV[1]) == 1 then
+for i = 1, #KEYS / 3 do
+  local set, holds, wanted = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if redis.call('ZREM', set, ARGV[1]) == 1 then
     released = released + 1
-    if redis.call('EXISTS', KEYS[n + i]) == 1 then
+    redis.call('HDEL', holds, ARGV[1])
+    if redis.call('EXISTS', set) == 0 then
+      redis.call('DEL', holds)
+    end
+    if redis.call('EXISTS', wanted) == 1 then
       redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
     end
   end
@@ -334,46 +414,50 @@ return released
 
 /*
  * Read-write locks. Readers of user key K share `<prefix>{K}:readers`, a sorted set of tokens
- * scored by lease expiry (Redis time); the writer is the ordinary exclusive lock `<prefix>{K}`.
+ * scored by lease expiry (Redis time), with its holds hash `<prefix>{K}:readers:holds`; the writer
+ * is the ordinary exclusive lock `<prefix>{K}`.
  */
 
 /**
- * KEYS per user key i: [5i-4] lock, [5i-3] readers set, [5i-2] writer-waiting marker, [5i-1] fence,
- * [5i] wanted marker; ARGV[1] token, ARGV[2] ttl, ARGV[3] how long to mark a busy key as wanted.
- * A reader gets in unless a writer holds the key or is waiting for it. All or nothing.
- * Returns {1, fence...} or {0, i, ms until it may be free}.
+ * KEYS per user key i (7 each): [7i-6] readers set, [7i-5] its holds hash, [7i-4] fence, [7i-3]
+ * wanted marker, [7i-2] lock, [7i-1] permits set, [7i] writer-waiting marker; ARGV[1] token,
+ * ARGV[2] ttl, ARGV[3] how long to mark a busy key as wanted.
+ * A reader gets in unless a writer holds the key or waits for it (fair or not), or it is held as a
+ * semaphore. All or nothing. Returns {1, fence...} or {0, i, ms until it may be free}.
  */
 export const READ_ACQUIRE_SCRIPT = `
-${SERVER_NOW}
-local n = #KEYS / 5
+${SHARED_HOLDERS}
+${SORTED_HOLDS}
+local now = server_now()
+local n = #KEYS / 7
 for i = 1, n do
-  local readers = KEYS[5 * i - 3]
-  if not redis.call('ZSCORE', readers, ARGV[1]) then
-    local writer = redis.call('PTTL', KEYS[5 * i - 4])
-    local waiting = redis.call('PTTL', KEYS[5 * i - 2])
+  local base = 7 * (i - 1)
+  local set, holds = KEYS[base + 1], KEYS[base + 2]
+  prune(set, holds, now)
+  if not redis.call('HGET', holds, ARGV[1]) then
+    local busy_until
+    local writer = redis.call('PTTL', KEYS[base + 5])
+    local waiting = redis.call('PTTL', KEYS[base + 7])
     if writer ~= -2 or waiting ~= -2 then
+      busy_until = now + math.max(writer, waiting)
+    else
+      busy_until = live_until(KEYS[base + 6])
+    end
+    if busy_until then
       if tonumber(ARGV[3]) > 0 then
-        redis.call('SET', KEYS[5 * i], '1', 'PX', ARGV[3])
+        redis.call('SET', KEYS[base + 4], '1', 'PX', ARGV[3])
       end
-      return {0, i, math.max(writer, waiting)}
+      return {0, i, busy_until - now}
     end
   end
 end
 local reply = {1}
 local ttl = tonumber(ARGV[2])
 for i = 1, n do
-  local readers = KEYS[5 * i - 3]
-  local mine = redis.call('ZSCORE', readers, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', readers, '-inf', now)
-  redis.call('ZADD', readers, now + ttl, ARGV[1])
-  if redis.call('PTTL', readers) < ttl then
-    redis.call('PEXPIRE', readers, ttl)
-  end
-  if mine then
-    reply[i + 1] = tonumber(redis.call('GET', KEYS[5 * i - 1]))
-  else
-    reply[i + 1] = redis.call('INCR', KEYS[5 * i - 1])
-  end
+  local base = 7 * (i - 1)
+  local set, holds = KEYS[base + 1], KEYS[base + 2]
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], ARGV[1], now, ttl)
+  keep_alive(set, holds, ttl)
 end
 return reply
 `;

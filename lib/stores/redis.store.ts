@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { monotonicNow } from '../clock.js';
 import { isRedisClient } from '../lock-options.validation.js';
+import { ReplicaShortfallError } from '../errors.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
@@ -66,6 +67,8 @@ export class RedisLockStore implements LockStore {
   private subscriber: Client | undefined;
   private listening: Promise<void> | undefined;
   private closed = false;
+  /** The connection has been ready at least once (so a status other than ready means it dropped). */
+  private everReady = false;
 
   private constructor(
     client: Client,
@@ -74,6 +77,10 @@ export class RedisLockStore implements LockStore {
     private readonly settings: RedisStoreSettings,
   ) {
     this.client = client as ScriptClient;
+    this.everReady = client.status === 'ready';
+    client.on('ready', () => {
+      this.everReady = true;
+    });
     this.releaseChannel = `${settings.prefix}released`;
     // Idempotent: a client shared by several LockModules gets the same definitions.
     client.defineCommand('nestjsRedisLockAcquire', { lua: ACQUIRE_SCRIPT });
@@ -100,22 +107,34 @@ export class RedisLockStore implements LockStore {
     return store;
   }
 
+  /**
+   * The connection was up and has dropped; ioredis reconnects by itself, and until then commands
+   * would only wait in its offline queue. (Before the first connect, commands queue as usual.)
+   */
+  get disconnected(): boolean {
+    return this.everReady && this.client.status !== 'ready';
+  }
+
   get isCluster(): boolean {
     return this.client.isCluster === true;
   }
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     if (intent.fair) {
+      const key = keys[0];
       const reply = await this.client.nestjsRedisLockFairAcquire(
-        5,
-        ...this.fairKeys(keys[0]),
-        this.readersKey(keys[0]),
+        8,
+        ...this.fairKeys(key),
+        this.readersKey(key),
+        this.permitsKey(key),
+        this.writerWaitingKey(key),
+        this.wantedKey(key),
         token,
         ttl,
         intent.fair.presenceTtl,
+        intent.announceFor,
       );
-      if (reply[0] !== 1) return { acquired: false, busyKey: keys[0], busyForMs: Number(reply[2]) };
-      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, { fair: true });
+      if (reply[0] !== 1) return { acquired: false, busyKey: key, busyForMs: Number(reply[2]) };
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
     const shape: LeaseShape = { permits: intent.permits, mode: intent.mode };
@@ -123,7 +142,6 @@ export class RedisLockStore implements LockStore {
       // The common case, kept to one script call with no extra allocation.
       const reply = await this.acquireGroup(keys, token, ttl, intent);
       if (reply[0] !== 1) return busyOutcome(keys, reply);
-      if (this.settings.waitForReplicas) await this.awaitReplicas(keys, token, shape);
       return { acquired: true, fences: reply.slice(1).map(Number) };
     }
     const fences = new Map<string, number>();
@@ -144,8 +162,16 @@ export class RedisLockStore implements LockStore {
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
     if (intent.permits !== undefined) {
       return this.client.nestjsRedisLockSemaphoreAcquire(
-        keys.length * 4,
-        ...keys.flatMap((key) => [this.permitsKey(key), `${this.lockKey(key)}:limit`, this.fenceKey(key), this.wantedKey(key)]),
+        keys.length * 7,
+        ...keys.flatMap((key) => [
+          this.permitsKey(key),
+          holdsOf(this.permitsKey(key)),
+          this.fenceKey(key),
+          this.wantedKey(key),
+          this.lockKey(key),
+          this.readersKey(key),
+          this.writerWaitingKey(key),
+        ]),
         token,
         ttl,
         intent.permits,
@@ -154,20 +180,31 @@ export class RedisLockStore implements LockStore {
     }
     if (intent.mode === 'read') {
       return this.client.nestjsRedisLockReadAcquire(
-        keys.length * 5,
-        ...keys.flatMap((key) => [this.lockKey(key), this.readersKey(key), this.writerWaitingKey(key), this.fenceKey(key), this.wantedKey(key)]),
+        keys.length * 7,
+        ...keys.flatMap((key) => [
+          this.readersKey(key),
+          holdsOf(this.readersKey(key)),
+          this.fenceKey(key),
+          this.wantedKey(key),
+          this.lockKey(key),
+          this.permitsKey(key),
+          this.writerWaitingKey(key),
+        ]),
         token,
         ttl,
         intent.announceFor,
       );
     }
     return this.client.nestjsRedisLockAcquire(
-      keys.length * 5,
-      ...keys.map((key) => this.lockKey(key)),
-      ...keys.map((key) => this.fenceKey(key)),
-      ...keys.map((key) => this.wantedKey(key)),
-      ...keys.map((key) => this.readersKey(key)),
-      ...keys.map((key) => this.writerWaitingKey(key)),
+      keys.length * 6,
+      ...keys.flatMap((key) => [
+        this.lockKey(key),
+        this.fenceKey(key),
+        this.wantedKey(key),
+        this.readersKey(key),
+        this.writerWaitingKey(key),
+        this.permitsKey(key),
+      ]),
       token,
       ttl,
       intent.announceFor,
@@ -210,11 +247,13 @@ export class RedisLockStore implements LockStore {
   }
 
   private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
-    const release = heldInSortedSet(shape) ? this.client.nestjsRedisLockSemaphoreRelease : this.client.nestjsRedisLockRelease;
-    return release.call(
-      this.client,
+    if (heldInSortedSet(shape)) {
+      const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
+      return this.client.nestjsRedisLockSemaphoreRelease(sets.length, ...sets, token, this.releaseChannel, ...keys);
+    }
+    return this.client.nestjsRedisLockRelease(
       keys.length * 2,
-      ...keys.map((key) => this.heldKey(key, shape)),
+      ...keys.map((key) => this.lockKey(key)),
       ...keys.map((key) => this.wantedKey(key)),
       token,
       this.releaseChannel,
@@ -298,17 +337,22 @@ export class RedisLockStore implements LockStore {
   }
 
   /**
-   * With `waitForReplicas`, the lock counts only once that many replicas have it, so a failover
-   * right after cannot lose it; otherwise it is given back and the attempt fails.
+   * With `waitForReplicas`, a lock counts only once that many replicas have it, so a failover right
+   * after cannot lose it. Runs for every grant, including a lock handed over by another client's
+   * release: WAIT only covers this connection's own writes, so the lease is first renewed from here
+   * (which also proves it is still ours) and WAIT then covers the grant written before it.
+   * Throws when the lock is not ours any more or too few replicas acknowledged it in time.
    */
-  private async awaitReplicas(keys: readonly string[], token: string, shape: LeaseShape): Promise<void> {
+  async confirmGrant(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void> {
     const wanted = this.settings.waitForReplicas;
     if (!wanted) return;
     const timeout = this.settings.replicaTimeout ?? 1_000;
-    const acknowledged = Number(await (this.client as Redis).wait(wanted, timeout).catch(() => 0));
+    const renewal: Renewal = { keys, token, ttl, permits: shape.permits, mode: shape.mode };
+    const [renewed] = await this.extend([renewal]);
+    if (renewed !== true) throw renewed === false ? new Error('the lock was no longer held when its replication was checked') : renewed;
+    const acknowledged = Number(await (this.client as Redis).wait(wanted, timeout));
     if (acknowledged >= wanted) return;
-    await this.release(keys, token, shape).catch(() => undefined);
-    throw new Error(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeout} ms (waitForReplicas)`);
+    throw new ReplicaShortfallError(acknowledged, wanted, timeout);
   }
 
   /** Keys grouped by Cluster slot, in slot order (one group when not on a Cluster). */
@@ -326,7 +370,8 @@ export class RedisLockStore implements LockStore {
   }
 
   private extendArgs(keys: readonly string[], renewal: Renewal): [number, ...Array<string | number>] {
-    return [keys.length, ...keys.map((key) => this.heldKey(key, renewal)), renewal.token, renewal.ttl];
+    const held = keys.flatMap((key) => this.heldKeys(key, renewal));
+    return [held.length, ...held, renewal.token, renewal.ttl];
   }
 
   private extendCall(renewal: Renewal): (...args: [number, ...Array<string | number>]) => Promise<number> {
@@ -335,10 +380,11 @@ export class RedisLockStore implements LockStore {
       : (...args) => this.client.nestjsRedisLockExtend(...args);
   }
 
-  /** The Redis key that records this kind of hold on `key`: the lock itself, or a sorted set. */
-  private heldKey(key: string, shape: LeaseShape | undefined): string {
-    if (shape?.mode === 'read') return this.readersKey(key);
-    return shape?.permits === undefined ? this.lockKey(key) : this.permitsKey(key);
+  /** The Redis keys that record this kind of hold on `key`: the lock itself, or a sorted set and its holds hash. */
+  private heldKeys(key: string, shape: LeaseShape | undefined): string[] {
+    if (shape?.mode === 'read') return [this.readersKey(key), holdsOf(this.readersKey(key))];
+    if (shape?.permits !== undefined) return [this.permitsKey(key), holdsOf(this.permitsKey(key))];
+    return [this.lockKey(key)];
   }
 
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
@@ -347,9 +393,9 @@ export class RedisLockStore implements LockStore {
     return [lockKey, `${lockKey}:fence`, `${lockKey}:queue`, `${lockKey}:waiting`];
   }
 
-  /** `<prefix>{key}`: the braces keep the lock and its fence counter in one Cluster slot. */
+  /** Every Redis key of one user key starts with this, which keeps them in one Cluster slot. */
   private lockKey(key: string): string {
-    return `${this.settings.prefix}{${key}}`;
+    return lockKeyOf(this.settings.prefix, key);
   }
 
   private fenceKey(key: string): string {
@@ -386,6 +432,25 @@ export class RedisLockStore implements LockStore {
       this.logger.warn(`Redis ${role} error: ${error.message}`);
     });
   }
+}
+
+/**
+ * `<prefix>{key}`: Redis Cluster hashes only the text between the first `{` and the next `}`, so
+ * the lock and every key derived from it (`:fence`, `:permits`, ...) share one slot. A key that
+ * starts with `}` would leave that tag empty (the whole name is hashed, so its keys scatter and
+ * every call fails with CROSSSLOT): such a key is written `<prefix>~{<escaped key>}` instead, with
+ * `%` and `}` percent-encoded, which keeps a non-empty tag. The `~` where every other layout has
+ * `{` means the two forms can never name the same Redis key, and every other key keeps the layout
+ * earlier versions used (so a rolling deploy sees the same keys).
+ */
+export function lockKeyOf(prefix: string, key: string): string {
+  if (!key.startsWith('}')) return `${prefix}{${key}}`;
+  return `${prefix}~{${key.replace(/%/g, '%25').replace(/\}/g, '%7D')}}`;
+}
+
+/** The hash beside a permits or readers set that keeps each hold's fence (and a semaphore's limit). */
+function holdsOf(setKey: string): string {
+  return `${setKey}:holds`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { driftAllowance, monotonicNow } from '../clock.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
-import { withTimeout } from '../with-timeout.js';
+import { TimeoutError, withTimeout } from '../with-timeout.js';
 import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import { RedisLockStore } from './redis.store.js';
 
@@ -20,6 +20,8 @@ const SEEN_RELEASES_LIMIT = 10_000;
 export class RedlockStore implements LockStore {
   readonly quorum: number;
   private readonly seenReleases = new Set<string>();
+  /** Masters that stopped answering in time, skipped until this monotonic time. */
+  private readonly skipUntil = new Map<RedisLockStore, number>();
 
   private constructor(private readonly masters: RedisLockStore[]) {
     this.quorum = Math.floor(masters.length / 2) + 1;
@@ -31,46 +33,66 @@ export class RedlockStore implements LockStore {
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     const start = monotonicNow();
-    const replies = await this.onEveryMaster((master) => master.acquire(keys, token, ttl, intent), perMasterBound(ttl));
+    // Decided as soon as the answer is known: a quorum granted, or too many masters said busy or
+    // failed for a quorum to remain. Slower masters are not waited for.
+    const replies = await this.onMasters(
+      (master) => master.acquire(keys, token, ttl, intent),
+      perMasterBound(ttl),
+      (answers) => this.count(answers, isGranted) >= this.quorum || this.count(answers, (a) => a !== undefined && !isGranted(a)) > this.masters.length - this.quorum,
+    );
     const granted = replies.filter(isGranted);
     const validity = ttl - (monotonicNow() - start) - driftAllowance(ttl);
     if (granted.length >= this.quorum && validity > 0) {
       const fences = keys.map((_, i) => Math.max(...granted.map((reply) => reply.fences[i])));
-      const grantedBy = this.masters.filter((_, i) => isGranted(replies[i]));
-      const raised = await Promise.all(
-        grantedBy.map((master) => this.bounded(master.raiseFences(keys, fences), perMasterBound(ttl))),
+      const grantedBy = new Set(this.masters.filter((_, i) => isGranted(replies[i])));
+      const raised = await this.onMasters(
+        (master) => (grantedBy.has(master) ? master.raiseFences(keys, fences).then(() => true) : Promise.reject(new Error('did not grant'))),
+        perMasterBound(ttl),
+        (answers) => this.count(answers, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum,
       );
-      if (raised.filter((result) => !(result instanceof Error)).length >= this.quorum) return { acquired: true, fences };
+      if (this.count(raised, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum) return { acquired: true, fences };
     }
-    // Not held: give back what we took everywhere, including masters whose answer we did not get.
-    await this.release(keys, token);
+    // Not held: give back what we took everywhere, including masters whose answer we did not wait
+    // for (each connection runs our release after our attempt). Nobody needs to wait for that.
+    this.release(keys, token).catch(() => undefined);
     const failures = replies.filter((reply): reply is Error => reply instanceof Error);
     if (granted.length < this.quorum && failures.length > this.masters.length - this.quorum) {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
     }
-    const busy = replies.find((reply): reply is { acquired: false; busyKey: string; busyForMs: number } => !(reply instanceof Error) && !reply.acquired);
+    const busy = replies.find((reply): reply is Extract<AcquireOutcome, { acquired: false }> => reply !== undefined && !(reply instanceof Error) && !reply.acquired);
     if (!busy) throw new Error(`Redlock quorum reached too late: the lease's validity (${ttl} ms) ran out while acquiring`);
     return busy;
   }
 
   async extend(renewals: readonly Renewal[]): Promise<Array<boolean | Error>> {
     const ttl = Math.min(...renewals.map((renewal) => renewal.ttl));
-    const replies = await this.onEveryMaster((master) => master.extend(renewals), perMasterBound(ttl));
+    const tally = (replies: ReadonlyArray<Array<boolean | Error> | Error | undefined>, i: number) => {
+      const answers = replies.map((reply) => (reply === undefined || reply instanceof Error ? reply : reply[i]));
+      return {
+        renewed: answers.filter((answer) => answer === true).length,
+        refused: answers.filter((answer) => answer === false).length,
+      };
+    };
+    // Lost for sure only when too many masters say it is not ours for a quorum to remain.
+    const decided = (renewed: number, refused: number) => renewed >= this.quorum || refused > this.masters.length - this.quorum;
+    const replies = await this.onMasters((master) => master.extend(renewals), perMasterBound(ttl), (answers) =>
+      renewals.every((_, i) => {
+        const { renewed, refused } = tally(answers, i);
+        return decided(renewed, refused);
+      }),
+    );
     return renewals.map((_, i) => {
-      const answers = replies.map((reply) => (reply instanceof Error ? reply : reply[i]));
-      const renewed = answers.filter((answer) => answer === true).length;
-      const refused = answers.filter((answer) => answer === false).length;
+      const { renewed, refused } = tally(replies, i);
       if (renewed >= this.quorum) return true;
-      // Lost for sure only when too many masters say it is not ours for a quorum to remain.
       if (refused > this.masters.length - this.quorum) return false;
       return new Error(`only ${renewed} of ${this.masters.length} Redlock masters confirmed the renewal; ${this.quorum} are needed`);
     });
   }
 
-  /** Releases on every master (never counted done on the first one); resolves when all answered or timed out. */
+  /** Releases on every master that is up (never counted done on the first one). */
   async release(keys: readonly string[], token: string): Promise<number> {
-    const replies = await this.onEveryMaster((master) => master.release(keys, token), 1_000);
-    return Math.max(0, ...replies.map((reply) => (reply instanceof Error ? 0 : reply)));
+    const replies = await this.onMasters((master) => master.release(keys, token), 1_000);
+    return Math.max(0, ...replies.map((reply) => (reply === undefined || reply instanceof Error ? 0 : reply)));
   }
 
   async leaveQueue(): Promise<void> {
@@ -78,7 +100,7 @@ export class RedlockStore implements LockStore {
   }
 
   async isLocked(key: string): Promise<boolean> {
-    const replies = await this.onEveryMaster((master) => master.isLocked(key), 1_000);
+    const replies = await this.onMasters((master) => master.isLocked(key), 1_000);
     const locked = replies.filter((reply) => reply === true).length;
     const failures = replies.filter((reply) => reply instanceof Error) as Error[];
     if (locked >= this.quorum) return true;
@@ -103,32 +125,88 @@ export class RedlockStore implements LockStore {
       }
       onRelease(notice);
     };
-    // Listening on a majority is enough to hear every release; the rest may come later.
-    const results = await Promise.allSettled(this.masters.map((master) => master.listenForReleases(once)));
-    if (results.filter((result) => result.status === 'fulfilled').length < this.quorum) {
-      throw new Error('could not subscribe to a majority of Redlock masters');
-    }
+    // Listening on a majority is enough to hear every release (a release is written to a majority),
+    // so this resolves as soon as a majority listens: a master that is down subscribes when it is back.
+    await new Promise<void>((resolve, reject) => {
+      let listening = 0;
+      let failed = 0;
+      for (const master of this.masters) {
+        master.listenForReleases(once).then(
+          () => {
+            listening += 1;
+            if (listening === this.quorum) resolve();
+          },
+          () => {
+            failed += 1;
+            if (failed === this.masters.length - this.quorum + 1) reject(new Error('could not subscribe to a majority of Redlock masters'));
+          },
+        );
+      }
+    });
   }
 
   async close(): Promise<void> {
     await Promise.all(this.masters.map((master) => master.close()));
   }
 
-  /** Runs one call on every master in parallel, each bounded so an unreachable master is skipped quickly. */
-  private onEveryMaster<T>(call: (master: RedisLockStore) => Promise<T>, boundMs: number): Promise<Array<T | Error>> {
-    return Promise.all(this.masters.map((master) => this.bounded(call(master), boundMs)));
+  /**
+   * Runs one call on every master in parallel, each bounded, and resolves once `decided` says the
+   * answers so far settle the question (or all have answered): `undefined` marks a master not
+   * waited for. A master that is down costs nothing: one whose connection dropped is skipped until
+   * ioredis reconnects it, and one that stopped answering in time is skipped for a while, so a dead
+   * master costs its bound once, not on every call.
+   */
+  private onMasters<T>(
+    call: (master: RedisLockStore) => Promise<T>,
+    boundMs: number,
+    decided: (answers: ReadonlyArray<T | Error | undefined>) => boolean = () => false,
+  ): Promise<Array<T | Error | undefined>> {
+    const answers: Array<T | Error | undefined> = this.masters.map(() => undefined);
+    return new Promise((resolve) => {
+      let pending = this.masters.length;
+      let done = false;
+      const settle = (i: number, answer: T | Error) => {
+        answers[i] = answer;
+        pending -= 1;
+        if (done) return;
+        if (pending === 0 || decided(answers)) {
+          done = true;
+          resolve([...answers]);
+        }
+      };
+      this.masters.forEach((master, i) => {
+        const skippedUntil = this.skipUntil.get(master) ?? 0;
+        if (master.disconnected || monotonicNow() < skippedUntil) {
+          settle(i, new Error('Redlock master is down; skipped until it answers again'));
+          return;
+        }
+        withTimeout(call(master), boundMs).then(
+          (answer) => {
+            this.skipUntil.delete(master);
+            settle(i, answer);
+          },
+          (error: unknown) => {
+            if (error instanceof TimeoutError) this.skipUntil.set(master, monotonicNow() + SKIP_SLOW_MASTER_MS);
+            settle(i, error instanceof Error ? error : new Error(String(error)));
+          },
+        );
+      });
+    });
   }
 
-  private bounded<T>(promise: Promise<T>, boundMs: number): Promise<T | Error> {
-    return withTimeout(promise, boundMs).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+  private count<T>(answers: ReadonlyArray<T>, test: (answer: T) => boolean): number {
+    return answers.filter(test).length;
   }
 }
+
+/** How long a master that stopped answering in time is left out before it is tried again. */
+const SKIP_SLOW_MASTER_MS = 2_000;
 
 /** Per-master bound on a lease call: small against the lease (a tenth), between 100 ms and 1 s. */
 function perMasterBound(ttl: number): number {
   return Math.min(1_000, Math.max(100, ttl / 10));
 }
 
-function isGranted(reply: AcquireOutcome | Error): reply is Extract<AcquireOutcome, { acquired: true }> {
-  return !(reply instanceof Error) && reply.acquired;
+function isGranted(reply: AcquireOutcome | Error | undefined): reply is Extract<AcquireOutcome, { acquired: true }> {
+  return reply !== undefined && !(reply instanceof Error) && reply.acquired;
 }
