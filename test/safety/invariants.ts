@@ -326,17 +326,16 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     const checkError = (error: ErrorInfo, start: number, end: number, what: string) => {
       if (error.abort || error.name === 'LockNotAcquiredError' || error.name === 'LockLostError') return;
       if (error.name === 'LockConfigError') {
-        // A permits mismatch: this call, or a holder admitted first, differs from the agreed number.
+        // A permits mismatch: this call, or a caller that got in first (even an attempt later rolled back), differs.
         const mismatch =
           call.permits !== undefined &&
           (call.keys.some((key) => context.agreedPermits.get(key) !== call.permits) ||
             calls.some(
               (other) =>
-                other.grant &&
                 other.permits !== undefined &&
                 other.permits !== call.permits &&
                 other.keys.some((key) => call.keys.includes(key)) &&
-                other.grant.t <= end &&
+                other.callT <= end &&
                 (other.endT ?? Number.POSITIVE_INFINITY) >= start - 2_000,
             ));
         const nestedOtherShape = parent !== undefined && kindOf(parent) !== kindOf(call);

@@ -226,6 +226,10 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     parts.push(`replay: npm run check:safety -- --topology ${name} --seed ${seed} --seconds ${durationMs / 1000}`);
     parts.push(`history: ${historyFile}\nschedule: ${scheduleFile}`);
     report = parts.join('\n');
+  } else if (process.env.SAFETY_KEEP === '1') {
+    historyFile = path.join(dir, `history-${name}-${seed}.jsonl`);
+    fs.writeFileSync(historyFile, events.map((e) => JSON.stringify(e)).join('\n'));
+    report += `\nhistory: ${historyFile}`;
   } else {
     fs.rmSync(dir, { recursive: true, force: true });
   }

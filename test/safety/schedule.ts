@@ -189,6 +189,8 @@ function opArb(topology: TopologyName, depth: number): fc.Arbitrary<Op> {
         step: r.step,
         idleMs: r.idleMs,
       };
+      // Readers hold a while, so that they overlap each other and a waiting writer sees a stream of them.
+      if (s.kind === 'read') op.holdMs = Math.max(op.holdMs, 200 + (r.nestedHold % 400));
       if (s.permits !== undefined) op.permits = s.permits;
       if (s.mode) op.mode = s.mode;
       if (s.fair) op.fair = true;
@@ -306,14 +308,14 @@ export function faultPlan(topology: TopologyName, seed: number, durationMs: numb
         amount = [80, 250, 700, 1_200][d.amount % 4]; // half of them longer than most ttls
         break;
       case 'cut':
-        amount = 1 + (d.amount % 3);
-        duration = Math.max(duration, 600);
+        amount = 2 + (d.amount % 5);
+        duration = Math.max(duration, 1_000);
         break;
       case 'pause':
         duration = 700 + (duration % 1_000); // past every ttl (max 600)
         break;
       case 'freezeReplica':
-        duration = 2_000 + duration; // long enough for fair waiters to be handed the lock inside it
+        duration = 3_000 + 2 * duration; // long enough for fair waiters to be handed the lock inside it
         target = 1;
         break;
       case 'killMaster':

@@ -4,6 +4,7 @@
  * topologies, until `SAFETY_MINUTES` have passed (at least one round per topology). Every failing
  * round prints its report (slice of history, schedule, replay command); the test fails at the end.
  */
+import fs from 'node:fs';
 import { runSafety } from './run.js';
 import { TOPOLOGIES, type TopologyName } from './schedule.js';
 
@@ -28,7 +29,7 @@ test(`safety soak: ${topologies.join(', ')} from seed ${firstSeed} for ${minutes
       const result = await runSafety({ topology, seed, durationMs: seconds * 1000, outDir: env.SAFETY_OUT });
       round++;
       const elapsed = ((Date.now() - started) / 1000).toFixed(0);
-      process.stdout.write(`[${elapsed}s] round ${round}: ${result.violations.length ? result.report : `${result.report} — ok`}\n${JSON.stringify(result.stats)}\n`);
+      fs.writeSync(2, `[${elapsed}s] round ${round}: ${result.violations.length ? result.report : `${result.report} — ok`}\n${JSON.stringify(result.stats)}\n`);
       if (result.violations.length) {
         failures.push(`${topology} seed ${seed}: ${result.violations.length} violation(s), first after ${result.firstViolationAfterS?.toFixed(1)} s`);
         if (stopAtFirst) break;

@@ -53,7 +53,7 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: (edge: 'sta
     } else if (fault.kind === 'cut') {
       // Replies are held back a little, so a cut loses replies to commands Redis already ran:
       // ioredis re-sends them on the new connection.
-      for (const proxy of proxies) proxy.setLatency(40 + (fault.durationMs % 120), 'toClient');
+      for (const proxy of proxies) proxy.setLatency(60 + (fault.durationMs % 200), 'toClient');
       const cuts = Math.max(1, fault.amount);
       for (let i = 0; i < cuts; i++) {
         await sleep(fault.durationMs / (cuts + 1));
@@ -160,7 +160,7 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
           ...base(),
           redis: { sentinels: set.sentinelAddresses, name: set.masterName },
           waitForReplicas: 1,
-          replicaTimeout: 300,
+          replicaTimeout: 100,
         }),
         dataPorts: () => [set.servers[0].port],
         async inject(fault, pauseChild, mark) {
