@@ -11,8 +11,8 @@ import type { TopologyName } from './safety/schedule.js';
 export const CI_SEEDS: Record<TopologyName, { seeds: number[]; seconds: number }> = {
   memory: { seeds: [1, 2], seconds: 10 },
   single: { seeds: [1, 2], seconds: 15 },
-  redlock: { seeds: [1], seconds: 15 },
-  sentinel: { seeds: [1], seconds: 15 },
+  redlock: { seeds: [1, 2], seconds: 15 },
+  sentinel: { seeds: [3], seconds: 15 },
   cluster: { seeds: [1], seconds: 12 },
 };
 
