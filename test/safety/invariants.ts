@@ -1,0 +1,440 @@
+/**
+ * The invariants of the safety checker, over a whole recorded history.
+ *
+ * A history is the JSON events of every client process (call, grant, use, extend, release, end,
+ * block, probe) plus the fault windows the parent injected, all on one clock
+ * (performance.timeOrigin + performance.now(), the same machine clock in every process).
+ *
+ * A hold is *valid* from its grant to its last "use" point at which its signal was not aborted and
+ * the time was before its `expiresAt`: a lease can only still be valid at t if it was continuously
+ * renewed up to then. Overlaps are judged on valid intervals only.
+ */
+import type { TopologyName } from './schedule.js';
+
+export interface ErrorInfo {
+  name: string;
+  message: string;
+  cause?: string;
+  abort?: boolean;
+}
+
+export type HistoryEvent =
+  | { ev: 'call'; id: string; parent?: string; app: number; child: number; worker: number; via: string; keys: string[]; permits?: number; mode?: 'read'; fair?: boolean; ttl: number; wait: number; t: number }
+  | { ev: 'grant'; id: string; t: number; fences: Record<string, number>; token: string; exp: number; aborted: boolean }
+  | { ev: 'use'; id: string; t: number; exp: number; aborted: boolean }
+  | { ev: 'extend'; id: string; t0: number; t: number; ok: boolean; exp?: number; error?: ErrorInfo }
+  | { ev: 'release'; id: string; t: number; early?: boolean }
+  | { ev: 'abort'; id: string; t: number }
+  | { ev: 'end'; id: string; t: number; result: 'ok' | 'null' | 'error'; error?: ErrorInfo }
+  | { ev: 'block'; id: string; child: number; start: number; end: number }
+  | { ev: 'probe'; key: string; shape: object; t: number; ok: boolean; error?: ErrorInfo }
+  | { ev: 'unhandled'; t: number; error: ErrorInfo }
+  | { ev: 'fault'; kind: string; target: number; start: number; end: number; detail?: string }
+  | { ev: 'leftover'; port: number; key: string }
+  | { ev: string; [field: string]: unknown };
+
+export interface Call {
+  id: string;
+  parent?: string;
+  app: number;
+  child: number;
+  worker: number;
+  via: string;
+  keys: string[];
+  permits?: number;
+  mode?: 'read';
+  fair?: boolean;
+  ttl: number;
+  wait: number;
+  callT: number;
+  grant?: { t: number; fences: Record<string, number>; token: string; exp: number; aborted: boolean };
+  uses: Array<{ t: number; exp: number; aborted: boolean }>;
+  extends: Array<{ t0: number; t: number; ok: boolean; error?: ErrorInfo }>;
+  releaseT?: number;
+  endT?: number;
+  result?: 'ok' | 'null' | 'error';
+  error?: ErrorInfo;
+  /** Derived: end of the valid interval (undefined: never valid). */
+  validEnd?: number;
+  /** Derived: keys whose lease this call shares with an ancestor (reentrancy). */
+  shared: Set<string>;
+}
+
+export interface FaultWindow {
+  kind: string;
+  target: number;
+  start: number;
+  end: number;
+}
+
+export interface Violation {
+  invariant: number;
+  title: string;
+  message: string;
+  /** The calls and faults that show it. */
+  calls: Call[];
+  faults: FaultWindow[];
+}
+
+export interface CheckContext {
+  topology: TopologyName;
+  /** Agreed permits per semaphore key. */
+  agreedPermits: Map<string, number>;
+}
+
+/** Both clocks are the same machine clock; this only absorbs rounding (expiresAt is whole ms). */
+const EPS = 3;
+/** The bound on a single store call in lock.service.ts (MIN_CALL_TIMEOUT_MS). */
+const CALL_BOUND = 1_000;
+/** Scheduling slack on a loaded 2-core machine: invariant 6 is a safety net, not a timing test. */
+const WAIT_SLACK = 2_500;
+/** Several poll intervals: how long a waiting writer may take to make itself known. */
+const WRITER_SLACK = 1_000;
+/** After a fault ends, clients need a moment to reconnect. */
+const RECOVERY = 2_500;
+
+export const INVARIANTS: Record<number, string> = {
+  1: 'exclusive holds of a key never overlap while both are valid',
+  2: 'never more valid holders of a key than their permits',
+  3: 'readers and a writer never overlap',
+  4: 'fences never repeat per key and increase in real-time order',
+  5: 'no lock returned with its lease already over',
+  6: 'a wait never outlives its deadline by more than one call bound (+ slack)',
+  7: 'only documented errors; "unavailable" only while a fault explains it',
+  8: 'writer preference: no reader admitted past a waiting writer, no writer starved by readers',
+  9: 'waitForReplicas: no grant made entirely while the only replica was frozen',
+  10: 'nothing left in the store after all clients stopped and leases ran out',
+};
+
+export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: FaultWindow[]; byId: Map<string, Call> } {
+  const byId = new Map<string, Call>();
+  const faults: FaultWindow[] = [];
+  for (const e of events as Array<HistoryEvent & Record<string, any>>) {
+    switch (e.ev) {
+      case 'call':
+        byId.set(e.id, {
+          id: e.id,
+          parent: e.parent,
+          app: e.app,
+          child: e.child,
+          worker: e.worker,
+          via: e.via,
+          keys: e.keys,
+          permits: e.permits,
+          mode: e.mode,
+          fair: e.fair,
+          ttl: e.ttl,
+          wait: e.wait,
+          callT: e.t,
+          uses: [],
+          extends: [],
+          shared: new Set(),
+        });
+        break;
+      case 'grant': {
+        const call = byId.get(e.id);
+        if (call) {
+          call.grant = { t: e.t, fences: e.fences, token: e.token, exp: e.exp, aborted: e.aborted };
+          call.uses.push({ t: e.t, exp: e.exp, aborted: e.aborted });
+        }
+        break;
+      }
+      case 'use':
+        byId.get(e.id)?.uses.push({ t: e.t, exp: e.exp, aborted: e.aborted });
+        break;
+      case 'extend':
+        byId.get(e.id)?.extends.push({ t0: e.t0, t: e.t, ok: e.ok, error: e.error });
+        break;
+      case 'release': {
+        const call = byId.get(e.id);
+        if (call && call.releaseT === undefined) call.releaseT = e.t;
+        break;
+      }
+      case 'end': {
+        const call = byId.get(e.id);
+        if (call) {
+          call.endT = e.t;
+          call.result = e.result;
+          call.error = e.error;
+        }
+        break;
+      }
+      case 'block':
+        faults.push({ kind: 'block', target: e.child, start: e.start, end: e.end });
+        break;
+      case 'fault':
+        faults.push({ kind: e.kind, target: e.target, start: e.start, end: e.end });
+        break;
+      default:
+        break;
+    }
+  }
+  const calls = [...byId.values()];
+  for (const call of calls) {
+    let validEnd: number | undefined;
+    for (const use of call.uses) {
+      if (use.aborted || use.t >= use.exp) break; // aborted stays aborted; an expired lease stays expired
+      validEnd = use.t;
+    }
+    call.validEnd = validEnd;
+    // Reentrancy: a key an ancestor holds, granted with the ancestor's fence, is the ancestor's lease.
+    if (call.grant) {
+      for (let a = call.parent ? byId.get(call.parent) : undefined; a; a = a.parent ? byId.get(a.parent) : undefined) {
+        if (!a.grant) continue;
+        for (const key of call.keys) {
+          if (a.grant.fences[key] !== undefined && a.grant.fences[key] === call.grant.fences[key] && call.grant.token === a.grant.token) {
+            call.shared.add(key);
+          } else if (a.grant.fences[key] !== undefined && a.grant.fences[key] === call.grant.fences[key]) {
+            call.shared.add(key); // multi-key handle: token is the new lease's, this key is the ancestor's
+          }
+        }
+      }
+    }
+  }
+  return { calls, faults, byId };
+}
+
+type Kind = 'exclusive' | 'permits' | 'read';
+const kindOf = (call: Call): Kind => (call.mode === 'read' ? 'read' : call.permits !== undefined ? 'permits' : 'exclusive');
+const sameWorker = (a: Call, b: Call) => a.app === b.app && a.worker === b.worker;
+const overlap = (a0: number, a1: number, b0: number, b1: number) => Math.min(a1, b1) - Math.max(a0, b0);
+const valid = (call: Call): call is Call & { grant: NonNullable<Call['grant']>; validEnd: number } =>
+  call.grant !== undefined && call.validEnd !== undefined;
+
+export function check(events: HistoryEvent[], context: CheckContext): { violations: Violation[]; calls: Call[]; faults: FaultWindow[] } {
+  const { calls, faults, byId } = buildCalls(events);
+  const violations: Violation[] = [];
+  const faultsIn = (start: number, end: number) => faults.filter((f) => f.start <= end && f.end >= start);
+  const add = (invariant: number, message: string, involved: Call[], window?: [number, number]) => {
+    const start = window?.[0] ?? Math.min(...involved.map((c) => c.callT));
+    const end = window?.[1] ?? Math.max(...involved.map((c) => c.endT ?? c.validEnd ?? c.callT));
+    violations.push({ invariant, title: INVARIANTS[invariant], message, calls: involved, faults: faultsIn(start - 1_000, end + 1_000) });
+  };
+
+  // Holds per key and kind.
+  const perKey = new Map<string, Call[]>();
+  for (const call of calls) {
+    if (!call.grant) continue;
+    for (const key of call.keys) {
+      let list = perKey.get(key);
+      if (!list) perKey.set(key, (list = []));
+      list.push(call);
+    }
+  }
+
+  for (const [key, holds] of perKey) {
+    const validHolds = holds.filter(valid).sort((a, b) => a.grant.t - b.grant.t);
+    const exclusive = validHolds.filter((c) => kindOf(c) === 'exclusive');
+    const readers = validHolds.filter((c) => kindOf(c) === 'read');
+    const permits = validHolds.filter((c) => kindOf(c) === 'permits' && !c.shared.has(key));
+
+    // 1. Exclusive holds never overlap (different workers: a worker's nested calls are its own).
+    for (let i = 0; i < exclusive.length; i++) {
+      const a = exclusive[i];
+      for (let j = i + 1; j < exclusive.length && exclusive[j].grant.t < a.validEnd; j++) {
+        const b = exclusive[j];
+        if (sameWorker(a, b)) continue;
+        const o = overlap(a.grant.t, a.validEnd, b.grant.t, b.validEnd);
+        if (o > EPS) add(1, `key ${JSON.stringify(key)}: exclusive holds ${a.id} and ${b.id} both valid for ${o.toFixed(0)} ms`, [a, b]);
+      }
+    }
+    // 1b. An exclusive call that re-entered a permit or read lease was never exclusive at all.
+    for (const call of holds) {
+      if (kindOf(call) !== 'exclusive' || !call.shared.has(key)) continue;
+      const ancestor = call.parent ? byId.get(call.parent) : undefined;
+      if (ancestor && kindOf(ancestor) !== 'exclusive') {
+        add(1, `key ${JSON.stringify(key)}: exclusive call ${call.id} was granted by re-entering the ${kindOf(ancestor)} hold ${ancestor.id} (shares its fence ${call.grant?.fences[key]})`, [ancestor, call]);
+      }
+    }
+
+    // 2. Never more valid holders than permits.
+    if (permits.length > 0) {
+      for (const a of permits) {
+        const active = permits.filter((b) => b === a || (b.grant.t <= a.grant.t && b.validEnd > a.grant.t + EPS));
+        const limit = Math.min(...active.map((b) => b.permits as number));
+        if (active.length > limit) {
+          add(2, `key ${JSON.stringify(key)}: ${active.length} valid holders at once (permits ${active.map((b) => b.permits).join('/')}) when ${a.id} was granted`, active);
+        }
+      }
+    }
+
+    // 3. Readers and writers never overlap.
+    for (const r of readers) {
+      for (const w of exclusive) {
+        if (sameWorker(r, w)) continue;
+        const o = overlap(r.grant.t, r.validEnd, w.grant.t, w.validEnd);
+        if (o > EPS) add(3, `key ${JSON.stringify(key)}: reader ${r.id} and writer ${w.id} both valid for ${o.toFixed(0)} ms`, [r, w]);
+      }
+    }
+
+    // 4. Fences: unique per key, and larger for a call that started after an earlier grant returned.
+    const fenced = holds
+      .filter((c) => c.grant && !c.shared.has(key) && Number.isFinite(c.grant.fences[key]))
+      .sort((a, b) => (a.grant as NonNullable<Call['grant']>).t - (b.grant as NonNullable<Call['grant']>).t);
+    const byFence = new Map<number, Call>();
+    for (const c of fenced) {
+      const fence = c.grant!.fences[key];
+      const earlier = byFence.get(fence);
+      if (earlier) add(4, `key ${JSON.stringify(key)}: fence ${fence} handed out twice (${earlier.id} and ${c.id})`, [earlier, c]);
+      else byFence.set(fence, c);
+    }
+    let maxSoFar: Call | undefined;
+    let cursor = 0;
+    const byCall = [...fenced].sort((a, b) => a.callT - b.callT);
+    for (const b of byCall) {
+      while (cursor < fenced.length && fenced[cursor].grant!.t < b.callT - EPS) {
+        const c = fenced[cursor++];
+        if (!maxSoFar || c.grant!.fences[key] > maxSoFar.grant!.fences[key]) maxSoFar = c;
+      }
+      if (maxSoFar && maxSoFar !== b && b.grant!.fences[key] <= maxSoFar.grant!.fences[key]) {
+        add(4, `key ${JSON.stringify(key)}: ${b.id} called after ${maxSoFar.id} was granted fence ${maxSoFar.grant!.fences[key]}, but got fence ${b.grant!.fences[key]}`, [maxSoFar, b]);
+      }
+    }
+  }
+
+  // 5. No lock returned with its lease over.
+  for (const call of calls) {
+    if (!call.grant || call.shared.size === call.keys.length) continue;
+    if (call.grant.exp <= call.grant.t - EPS) {
+      add(5, `${call.id} was granted with expiresAt ${(call.grant.t - call.grant.exp).toFixed(0)} ms in the past (signal.aborted ${call.grant.aborted})`, [call]);
+    }
+  }
+
+  const ownStall = (call: Call, start: number, end: number) =>
+    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
+
+  // 6. A wait ends within wait + one call bound (+ slack).
+  for (const call of calls) {
+    const waitEnd = call.grant?.t ?? call.endT;
+    if (waitEnd === undefined) continue;
+    const waited = waitEnd - call.callT;
+    if (waited > call.wait + CALL_BOUND + WAIT_SLACK && !ownStall(call, call.callT, waitEnd)) {
+      add(6, `${call.id} (${call.via}, wait ${call.wait}) waited ${waited.toFixed(0)} ms`, [call]);
+    }
+  }
+
+  // 7. Documented errors only; LockUnavailableError only while a fault explains it.
+  const networkFaults = new Set(['delay', 'cut', 'blackhole']);
+  const explains = (call: Call, start: number, end: number) =>
+    faults.some((f) => {
+      if (f.start > end || f.end + RECOVERY < start) return false;
+      if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child;
+      return f.kind === 'restart' || f.kind === 'freezeReplica' || f.kind === 'killMajority';
+    });
+  for (const call of calls) {
+    const parent = call.parent ? byId.get(call.parent) : undefined;
+    const checkError = (error: ErrorInfo, start: number, end: number, what: string) => {
+      if (error.abort || error.name === 'LockNotAcquiredError' || error.name === 'LockLostError') return;
+      if (error.name === 'LockConfigError') {
+        // A permits mismatch: this call, or a caller that got in first (even an attempt later rolled back), differs.
+        const mismatch =
+          call.permits !== undefined &&
+          (call.keys.some((key) => context.agreedPermits.get(key) !== call.permits) ||
+            calls.some(
+              (other) =>
+                other.permits !== undefined &&
+                other.permits !== call.permits &&
+                other.keys.some((key) => call.keys.includes(key)) &&
+                other.callT <= end &&
+                (other.endT ?? Number.POSITIVE_INFINITY) >= start - 2_000,
+            ));
+        const nestedOtherShape = parent !== undefined && kindOf(parent) !== kindOf(call);
+        if (mismatch || nestedOtherShape) return;
+      }
+      if (error.name === 'LockUnavailableError' && explains(call, start, end)) return;
+      add(7, `${call.id} ${what}: ${error.name}: ${error.message}${error.cause ? ` (cause: ${error.cause})` : ''}`, [call], [start, end]);
+    };
+    if (call.error) checkError(call.error, call.callT, call.endT ?? call.callT, `${call.via} ${JSON.stringify(call.keys)}`);
+    for (const ext of call.extends) if (ext.error) checkError(ext.error, ext.t0, ext.t, 'extend');
+  }
+  for (const e of events as Array<Record<string, any>>) {
+    if (e.ev === 'unhandled') {
+      violations.push({ invariant: 7, title: INVARIANTS[7], message: `unhandled rejection/exception: ${e.error.name}: ${e.error.message}`, calls: [], faults: [] });
+    }
+  }
+
+  // 8. Writer preference.
+  for (const [key, holds] of perKey) {
+    void holds;
+    const writers = calls.filter((c) => c.keys.length === 1 && c.keys[0] === key && kindOf(c) === 'exclusive' && c.wait >= 2 * WRITER_SLACK && !c.parent);
+    if (writers.length === 0) continue;
+    const readHolds = calls.filter((c) => c.grant && kindOf(c) === 'read' && c.keys.includes(key) && !c.shared.has(key));
+    if (readHolds.length === 0) continue;
+    const otherExclusive = (w: Call, from: number, to: number) =>
+      calls.some(
+        (c) =>
+          c !== w &&
+          c.grant &&
+          kindOf(c) === 'exclusive' &&
+          c.keys.includes(key) &&
+          c.grant.t <= to &&
+          (c.endT ?? Number.POSITIVE_INFINITY) >= from,
+      );
+    const disturbed = (w: Call, from: number, to: number) =>
+      faults.some((f) => f.start <= to && f.end + RECOVERY >= from && (f.target === w.child || !['pause', 'block', ...networkFaults].includes(f.kind)));
+    for (const w of writers) {
+      const waitEnd = w.grant?.t ?? w.endT;
+      if (waitEnd === undefined) continue;
+      // A reader that called well after the writer began waiting, admitted while the writer still waited.
+      for (const r of readHolds) {
+        if (sameWorker(r, w)) continue;
+        if (r.callT > w.callT + WRITER_SLACK && r.grant!.t < waitEnd - EPS && !otherExclusive(w, w.callT, r.grant!.t) && !disturbed(w, w.callT, r.grant!.t)) {
+          add(8, `key ${JSON.stringify(key)}: reader ${r.id} called ${(r.callT - w.callT).toFixed(0)} ms after writer ${w.id}${w.fair ? ' (fair)' : ''} began waiting and was admitted while it still waited`, [w, r]);
+          break;
+        }
+      }
+      // A writer that timed out while only readers (admitted after it began waiting) held the key.
+      if (w.error?.name === 'LockNotAcquiredError' && w.endT !== undefined && !otherExclusive(w, w.callT, w.endT) && !disturbed(w, w.callT, w.endT)) {
+        const lateWindow: [number, number] = [w.endT - WRITER_SLACK, w.endT];
+        const holdingLate = readHolds.filter((r) => r.grant!.t <= lateWindow[1] && (r.endT ?? Number.POSITIVE_INFINITY) >= lateWindow[0]);
+        if (holdingLate.length > 0 && holdingLate.every((r) => r.callT > w.callT + WRITER_SLACK)) {
+          add(8, `key ${JSON.stringify(key)}: writer ${w.id}${w.fair ? ' (fair)' : ''} timed out after ${(w.endT - w.callT).toFixed(0)} ms while only readers admitted after it began waiting held the key`, [w, ...holdingLate.slice(0, 3)]);
+        }
+      }
+    }
+  }
+
+  // 9. waitForReplicas: no grant made entirely inside a frozen-replica window.
+  for (const f of faults.filter((f) => f.kind === 'freezeReplica')) {
+    for (const call of calls) {
+      if (!call.grant || call.shared.size === call.keys.length) continue;
+      if (call.callT > f.start + 50 && call.grant.t < f.end) {
+        add(9, `${call.id} (${call.via}${call.fair ? ', fair' : ''}) was granted with the only replica frozen the whole time`, [call], [f.start, f.end]);
+      }
+    }
+  }
+
+  // 10. Nothing left behind.
+  for (const e of events as Array<Record<string, any>>) {
+    if (e.ev === 'probe' && !e.ok) {
+      violations.push({ invariant: 10, title: INVARIANTS[10], message: `after the run, ${JSON.stringify(e.key)} ${JSON.stringify(e.shape)} could not be taken${e.error ? `: ${e.error.name}: ${e.error.message}` : ''}`, calls: [], faults: [] });
+    }
+    if (e.ev === 'leftover') {
+      violations.push({ invariant: 10, title: INVARIANTS[10], message: `left in Redis (port ${e.port}): ${e.key}`, calls: [], faults: [] });
+    }
+  }
+
+  return { violations, calls, faults };
+}
+
+/** A violation as text: the invariant, the message, and the minimal slice of history that shows it. */
+export function describeViolation(v: Violation, t0: number): string {
+  const rel = (t: number | undefined) => (t === undefined ? '-' : `${((t - t0) / 1000).toFixed(3)}s`);
+  const lines = [`invariant ${v.invariant} (${v.title}): ${v.message}`];
+  for (const c of v.calls) {
+    const opts = [c.permits !== undefined && `permits ${c.permits}`, c.mode && `mode ${c.mode}`, c.fair && 'fair', `ttl ${c.ttl}`, `wait ${c.wait}`]
+      .filter(Boolean)
+      .join(', ');
+    lines.push(
+      `  ${c.id}${c.parent ? ` (nested in ${c.parent})` : ''} app ${c.app} worker ${c.worker}: ${c.via}(${JSON.stringify(c.keys)}, {${opts}}) called ${rel(c.callT)}` +
+        (c.grant
+          ? `, granted ${rel(c.grant.t)} fences ${JSON.stringify(c.grant.fences)} expiresAt ${rel(c.grant.exp)} aborted ${c.grant.aborted}` +
+            `, valid until ${rel(c.validEnd)}, last use ${rel(c.uses.at(-1)?.t)} (expiresAt ${rel(c.uses.at(-1)?.exp)}, aborted ${c.uses.at(-1)?.aborted})` +
+            (c.shared.size ? `, shares ${JSON.stringify([...c.shared])} with its ancestor` : '')
+          : '') +
+        `, ended ${rel(c.endT)} ${c.result ?? '(no end)'}${c.error ? ` ${c.error.name}: ${c.error.message}` : ''}`,
+    );
+  }
+  for (const f of v.faults) lines.push(`  fault ${f.kind} target ${f.target}: ${rel(f.start)} → ${rel(f.end)}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,246 @@
+/**
+ * One safety run: a topology, client processes running seeded schedules, a fault plan, the recorded
+ * history, and the invariants checked over it.
+ *
+ *   const result = await runSafety({ topology: 'single', seed: 7, durationMs: 15_000 });
+ *   result.violations   // [] when every invariant held
+ *   result.report       // text: what ran, and for each violation the slice of history and the schedule
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { check, describeViolation, type HistoryEvent, type Violation } from './invariants.js';
+import { faultPlan, keySpace, workerOps, type Fault, type Op, type TopologyName } from './schedule.js';
+import { leftovers, startTopology } from './topology.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WORKER = path.join(ROOT, 'test/fixtures/safety-worker.mjs');
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+export interface SafetyOptions {
+  topology: TopologyName;
+  seed: number;
+  /** How long the clients run (faults included). */
+  durationMs: number;
+  workersPerApp?: number;
+  /** Where to write the history and schedule of a failing run (default: a temp dir). */
+  outDir?: string;
+}
+
+export interface SafetyResult {
+  topology: TopologyName;
+  seed: number;
+  violations: Violation[];
+  /** Seconds from the start of the clients to the first violating event. */
+  firstViolationAfterS?: number;
+  stats: Record<string, number>;
+  faults: Fault[];
+  report: string;
+  historyFile?: string;
+}
+
+interface Child {
+  index: number;
+  process: ChildProcess;
+  lines: string[];
+  stderr: string;
+  waiters: Array<{ ev: string; resolve: () => void }>;
+  seen: Set<string>;
+  exited: Promise<void>;
+}
+
+function waitFor(child: Child, ev: string, ms: number): Promise<void> {
+  if (child.seen.has(ev)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`child ${child.index}: no "${ev}" within ${ms} ms\n${child.stderr.slice(-2000)}`)), ms);
+    child.waiters.push({
+      ev,
+      resolve: () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    });
+  });
+}
+
+export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
+  const { topology: name, seed, durationMs } = options;
+  const workersPerApp = options.workersPerApp ?? 3;
+  const topology = await startTopology(name);
+  const events: HistoryEvent[] = [];
+  const children: Child[] = [];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `safety-${name}-${seed}-`));
+  const schedules = new Map<string, Op[]>();
+  const plan = faultPlan(name, seed, durationMs, topology.children);
+  const space = keySpace(name);
+  const agreedPermits = new Map(space.permits);
+  const fair = name !== 'redlock';
+  const probeKeys: Array<[string, object[]]> = [
+    ...space.exclusive.map((key): [string, object[]] => [key, fair ? [{}, { fair: true }] : [{}]]),
+    ...space.permits.map(([key, permits]): [string, object[]] => [key, [{ permits }, { permits: permits + 1 }]]),
+    ...space.readWrite.map((key): [string, object[]] => [key, [{ mode: 'read' }, {}, { fair: true }]]),
+  ];
+  let t0 = now();
+  try {
+    for (let c = 0; c < topology.children; c++) {
+      const apps = [];
+      for (let a = 0; a < topology.appsPerChild; a++) {
+        const app = c * topology.appsPerChild + a;
+        const workers = Array.from({ length: workersPerApp }, (_, w) => {
+          const ops = workerOps(name, seed, app, w);
+          schedules.set(`${app}/${w}`, ops);
+          return ops;
+        });
+        apps.push({ app, options: topology.options(app, c), workers });
+      }
+      const file = path.join(dir, `child-${c}.json`);
+      fs.writeFileSync(file, JSON.stringify({ child: c, apps, probeKeys }));
+      const proc = spawn(process.execPath, [WORKER, file], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+      const child: Child = {
+        index: c,
+        process: proc,
+        lines: [],
+        stderr: '',
+        waiters: [],
+        seen: new Set(),
+        exited: new Promise((resolve) => proc.once('exit', () => resolve())),
+      };
+      let partial = '';
+      proc.stdout!.setEncoding('utf8');
+      proc.stdout!.on('data', (chunk: string) => {
+        partial += chunk;
+        const lines = partial.split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          if (!line) continue;
+          let event: HistoryEvent;
+          try {
+            event = JSON.parse(line) as HistoryEvent;
+          } catch {
+            child.stderr += `[stdout] ${line}\n`;
+            continue;
+          }
+          events.push(event);
+          child.seen.add(event.ev);
+          for (const waiter of child.waiters.filter((w) => w.ev === event.ev)) waiter.resolve();
+          child.waiters = child.waiters.filter((w) => w.ev !== event.ev);
+        }
+      });
+      proc.stderr!.setEncoding('utf8');
+      proc.stderr!.on('data', (chunk: string) => (child.stderr = (child.stderr + chunk).slice(-20_000)));
+      proc.stdin!.on('error', () => undefined);
+      children.push(child);
+    }
+    await Promise.all(children.map((child) => waitFor(child, 'ready', 60_000)));
+    const send = (child: Child, line: string) => child.process.stdin!.write(`${line}\n`);
+    t0 = now();
+    children.forEach((child) => send(child, 'go'));
+
+    const paused = new Set<number>();
+    const pauseChild = (index: number, pause: boolean) => {
+      const pid = children[index]?.process.pid;
+      if (pid === undefined) return;
+      if (pause) paused.add(index);
+      else paused.delete(index);
+      process.kill(pid, pause ? 'SIGSTOP' : 'SIGCONT');
+    };
+    try {
+      for (const fault of plan) {
+        await sleep(t0 + fault.at - now());
+        let start = now();
+        await topology.inject(fault, pauseChild, (edge) => {
+          if (edge === 'start') start = now();
+          else events.push({ ev: 'fault', kind: fault.kind, target: fault.target, start, end: now() });
+        });
+      }
+    } finally {
+      for (const index of paused) pauseChild(index, false);
+    }
+    await sleep(t0 + durationMs - now());
+    children.forEach((child) => send(child, 'stop'));
+    await Promise.all(children.map((child) => waitFor(child, 'stopped', 30_000)));
+    // Every lease (ttl <= 600 ms) and every waiting mark runs out.
+    await sleep(1_500);
+    send(children[0], 'probe');
+    await waitFor(children[0], 'probed', 30_000);
+    children.forEach((child) => send(child, 'close'));
+    await Promise.all(children.map((child) => waitFor(child, 'closed', 20_000)));
+    await sleep(1_500);
+    for (const port of topology.dataPorts()) {
+      for (const key of await leftovers(port)) events.push({ ev: 'leftover', port, key });
+    }
+  } finally {
+    for (const child of children) {
+      if (child.process.exitCode === null && child.process.pid !== undefined) {
+        try {
+          process.kill(child.process.pid, 'SIGCONT');
+        } catch {
+          // gone
+        }
+        child.process.kill('SIGKILL');
+      }
+    }
+    await Promise.all(children.map((child) => Promise.race([child.exited, sleep(5_000)])));
+    await topology.stop().catch(() => undefined);
+  }
+
+  const { violations, calls, faults } = check(events, { topology: name, agreedPermits });
+  const stats: Record<string, number> = { calls: calls.length, granted: calls.filter((c) => c.grant).length, faults: faults.length };
+  for (const call of calls) {
+    const outcome = call.error ? `error:${call.error.abort ? 'abort' : call.error.name}` : `result:${call.result ?? 'none'}`;
+    stats[outcome] = (stats[outcome] ?? 0) + 1;
+    if (call.parent) stats.nested = (stats.nested ?? 0) + 1;
+    if (call.grant && call.shared.size > 0) stats.reentered = (stats.reentered ?? 0) + 1;
+    if (call.uses.length > 0 && (call.uses.at(-1)!.t - call.grant!.t) > call.ttl) stats.renewedHolds = (stats.renewedHolds ?? 0) + 1;
+  }
+  for (const f of faults) stats[`fault:${f.kind}`] = (stats[`fault:${f.kind}`] ?? 0) + 1;
+
+  const firstAt = violations.length
+    ? Math.min(...violations.map((v) => Math.max(...v.calls.map((c) => c.grant?.t ?? c.endT ?? c.callT), t0)))
+    : undefined;
+  const header = `safety ${name} seed ${seed}: ${durationMs} ms, ${stats.calls} calls, ${stats.granted} granted, ${faults.length} faults (${plan.map((f) => f.kind).join(', ') || 'none'})`;
+  let report = header;
+  let historyFile: string | undefined;
+  if (violations.length > 0) {
+    const outDir = options.outDir ?? dir;
+    fs.mkdirSync(outDir, { recursive: true });
+    historyFile = path.join(outDir, `history-${name}-${seed}.jsonl`);
+    fs.writeFileSync(historyFile, events.map((e) => JSON.stringify(e)).join('\n'));
+    const scheduleFile = path.join(outDir, `schedule-${name}-${seed}.json`);
+    fs.writeFileSync(scheduleFile, JSON.stringify({ topology: name, seed, durationMs, faults: plan, workers: Object.fromEntries(schedules) }, null, 1));
+    const byInvariant = new Map<number, Violation[]>();
+    for (const v of violations) byInvariant.set(v.invariant, [...(byInvariant.get(v.invariant) ?? []), v]);
+    const parts = [`${header}\n${violations.length} VIOLATION(S), first after ${(((firstAt ?? t0) - t0) / 1000).toFixed(1)} s`];
+    for (const [invariant, list] of [...byInvariant].sort(([a], [b]) => a - b)) {
+      parts.push(`--- invariant ${invariant}: ${list.length} violation(s); first ${Math.min(3, list.length)}:`);
+      for (const v of list.slice(0, 3)) parts.push(describeViolation(v, t0));
+    }
+    // The schedule of the workers involved in the first violations (the whole schedule is in the file).
+    const involved = new Set(violations.slice(0, 3).flatMap((v) => v.calls.map((c) => `${c.app}/${c.worker}`)));
+    parts.push(`--- fault plan: ${JSON.stringify(plan)}`);
+    for (const worker of involved) parts.push(`--- schedule of app/worker ${worker} (first 8 ops): ${JSON.stringify(schedules.get(worker)?.slice(0, 8))}`);
+    parts.push(`replay: npm run check:safety -- --topology ${name} --seed ${seed} --seconds ${durationMs / 1000}`);
+    parts.push(`history: ${historyFile}\nschedule: ${scheduleFile}`);
+    report = parts.join('\n');
+  } else if (process.env.SAFETY_KEEP === '1') {
+    historyFile = path.join(dir, `history-${name}-${seed}.jsonl`);
+    fs.writeFileSync(historyFile, events.map((e) => JSON.stringify(e)).join('\n'));
+    report += `\nhistory: ${historyFile}`;
+  } else {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    topology: name,
+    seed,
+    violations,
+    firstViolationAfterS: firstAt === undefined ? undefined : (firstAt - t0) / 1000,
+    stats,
+    faults: plan,
+    report,
+    historyFile,
+  };
+}
