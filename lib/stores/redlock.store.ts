@@ -1,6 +1,6 @@
 import { driftAllowance, monotonicNow } from '../clock.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
-import { TimeoutError, withTimeout } from '../with-timeout.js';
+import { withTimeout } from '../with-timeout.js';
 import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import { RedisLockStore } from './redis.store.js';
 
@@ -20,8 +20,6 @@ const SEEN_RELEASES_LIMIT = 10_000;
 export class RedlockStore implements LockStore {
   readonly quorum: number;
   private readonly seenReleases = new Set<string>();
-  /** Masters that stopped answering in time, skipped until this monotonic time. */
-  private readonly skipUntil = new Map<RedisLockStore, number>();
 
   private constructor(private readonly masters: RedisLockStore[]) {
     this.quorum = Math.floor(masters.length / 2) + 1;
@@ -89,9 +87,14 @@ export class RedlockStore implements LockStore {
     });
   }
 
-  /** Releases on every master that is up (never counted done on the first one). */
+  /**
+   * Releases on every master that is connected; done once a quorum answered (never on the first
+   * answer), while the rest finish in the background.
+   */
   async release(keys: readonly string[], token: string): Promise<number> {
-    const replies = await this.onMasters((master) => master.release(keys, token), 1_000);
+    const replies = await this.onMasters((master) => master.release(keys, token), 1_000, (answers) =>
+      this.count(answers, (answer) => answer !== undefined && !(answer instanceof Error)) >= this.quorum,
+    );
     return Math.max(0, ...replies.map((reply) => (reply === undefined || reply instanceof Error ? 0 : reply)));
   }
 
@@ -152,9 +155,9 @@ export class RedlockStore implements LockStore {
   /**
    * Runs one call on every master in parallel, each bounded, and resolves once `decided` says the
    * answers so far settle the question (or all have answered): `undefined` marks a master not
-   * waited for. A master that is down costs nothing: one whose connection dropped is skipped until
-   * ioredis reconnects it, and one that stopped answering in time is skipped for a while, so a dead
-   * master costs its bound once, not on every call.
+   * waited for. A master whose connection dropped costs nothing: it is skipped until ioredis
+   * reconnects it. One that hangs with its connection open costs its bound only where its answer
+   * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
    */
   private onMasters<T>(
     call: (master: RedisLockStore) => Promise<T>,
@@ -175,20 +178,13 @@ export class RedlockStore implements LockStore {
         }
       };
       this.masters.forEach((master, i) => {
-        const skippedUntil = this.skipUntil.get(master) ?? 0;
-        if (master.disconnected || monotonicNow() < skippedUntil) {
-          settle(i, new Error('Redlock master is down; skipped until it answers again'));
+        if (master.disconnected) {
+          settle(i, new Error('Redlock master is disconnected; skipped until ioredis reconnects it'));
           return;
         }
         withTimeout(call(master), boundMs).then(
-          (answer) => {
-            this.skipUntil.delete(master);
-            settle(i, answer);
-          },
-          (error: unknown) => {
-            if (error instanceof TimeoutError) this.skipUntil.set(master, monotonicNow() + SKIP_SLOW_MASTER_MS);
-            settle(i, error instanceof Error ? error : new Error(String(error)));
-          },
+          (answer) => settle(i, answer),
+          (error: unknown) => settle(i, error instanceof Error ? error : new Error(String(error))),
         );
       });
     });
@@ -198,9 +194,6 @@ export class RedlockStore implements LockStore {
     return answers.filter(test).length;
   }
 }
-
-/** How long a master that stopped answering in time is left out before it is tried again. */
-const SKIP_SLOW_MASTER_MS = 2_000;
 
 /** Per-master bound on a lease call: small against the lease (a tenth), between 100 ms and 1 s. */
 function perMasterBound(ttl: number): number {

@@ -315,12 +315,17 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
 
   // 7. Documented errors only; LockUnavailableError only while a fault explains it.
   const networkFaults = new Set(['delay', 'cut', 'blackhole']);
-  const explains = (call: Call, start: number, end: number) =>
-    faults.some((f) => {
-      if (f.start > end || f.end + RECOVERY < start) return false;
+  const explains = (call: Call, start: number, end: number) => {
+    const near = faults.filter((f) => f.start <= end && f.end + RECOVERY >= start);
+    // One Redlock master down never explains it; a restarted master counts as down until its
+    // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do.
+    const mastersDown = new Set(near.filter((f) => f.kind === 'killMaster').map((f) => f.target));
+    if (mastersDown.size >= 2) return true;
+    return near.some((f) => {
       if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child;
       return f.kind === 'restart' || f.kind === 'freezeReplica' || f.kind === 'killMajority';
     });
+  };
   for (const call of calls) {
     const parent = call.parent ? byId.get(call.parent) : undefined;
     const checkError = (error: ErrorInfo, start: number, end: number, what: string) => {
