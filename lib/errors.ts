@@ -52,3 +52,19 @@ export class LockUnavailableError extends LockError {}
 
 /** Invalid module or call options. */
 export class LockConfigError extends LockError {}
+
+/**
+ * Internal (not exported from the package): Redis granted the lock, but fewer than
+ * `waitForReplicas` replicas acknowledged it within `replicaTimeout`, so it was given back. The
+ * service reports it as a LockUnavailableError that says so, not as an unreachable Redis.
+ */
+export class ReplicaShortfallError extends Error {
+  constructor(
+    readonly acknowledged: number,
+    readonly wanted: number,
+    readonly timeoutMs: number,
+  ) {
+    super(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeoutMs} ms (waitForReplicas)`);
+    this.name = 'ReplicaShortfallError';
+  }
+}

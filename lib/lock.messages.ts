@@ -85,6 +85,11 @@ export const MESSAGES = {
     'so the lock could not be held for its lifetime; declare the return type (e.g. `: Observable<T>`) and the lock is taken on subscribe',
   unavailable: (keys: readonly string[], action: string) =>
     `Redis could not be reached in time to ${action} ${describeKeys(keys).toLowerCase()}; check the connection`,
+  replicaShortfall: (keys: readonly string[], acknowledged: number, wanted: number, timeoutMs: number) =>
+    `${describeKeys(keys)} was not taken: Redis granted it, but only ${acknowledged} of ${wanted} ` +
+    `replica${wanted === 1 ? '' : 's'} acknowledged the write within replicaTimeout=${timeoutMs} ms ` +
+    `(waitForReplicas: ${wanted}), so it was given back; check that enough replicas are connected and in sync ` +
+    '(INFO replication), or lower "waitForReplicas" / raise "replicaTimeout"',
   unavailableIsLocked: (key: string) => `Redis could not be reached in time to check lock "${key}"; check the connection`,
   shutDown: 'LockService has shut down (application closing); no new locks can be taken',
 

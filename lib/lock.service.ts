@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, Optional, type OnApplicationShutdown } from
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { monotonicNow } from './clock.js';
 import { runWithCurrentLock } from './current-lock.js';
-import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
+import { LockConfigError, LockLostError, LockNotAcquiredError, LockUnavailableError, ReplicaShortfallError } from './errors.js';
 import type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import { Lease } from './lease.js';
@@ -307,7 +307,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         const now = monotonicNow();
         if (now >= deadline) {
           if (outcome === undefined) {
-            throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: failure });
+            const message =
+              failure instanceof ReplicaShortfallError
+                ? MESSAGES.replicaShortfall(keys, failure.acknowledged, failure.wanted, failure.timeoutMs)
+                : MESSAGES.unavailable(keys, 'acquire');
+            throw new LockUnavailableError(message, { cause: failure });
           }
           const waitedMs = Math.round(now - start);
           if (this.onEvent) this.emit({ type: 'busy', keys, waitedMs, outcome: orNull ? 'gaveUp' : 'timedOut' });

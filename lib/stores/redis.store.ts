@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { monotonicNow } from '../clock.js';
+import { ReplicaShortfallError } from '../errors.js';
 import { isRedisClient } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
@@ -305,10 +306,17 @@ export class RedisLockStore implements LockStore {
     const wanted = this.settings.waitForReplicas;
     if (!wanted) return;
     const timeout = this.settings.replicaTimeout ?? 1_000;
-    const acknowledged = Number(await (this.client as Redis).wait(wanted, timeout).catch(() => 0));
+    let acknowledged: number;
+    try {
+      acknowledged = Number(await (this.client as Redis).wait(wanted, timeout));
+    } catch (error) {
+      // WAIT itself failed (connection): give the lock back and report that, not a replica shortfall.
+      await this.release(keys, token, shape).catch(() => undefined);
+      throw error;
+    }
     if (acknowledged >= wanted) return;
     await this.release(keys, token, shape).catch(() => undefined);
-    throw new Error(`only ${acknowledged} of ${wanted} replicas acknowledged the lock within ${timeout} ms (waitForReplicas)`);
+    throw new ReplicaShortfallError(acknowledged, wanted, timeout);
   }
 
   /** Keys grouped by Cluster slot, in slot order (one group when not on a Cluster). */
