@@ -136,6 +136,7 @@ class BadArgs {
   }
 
   /** A synchronous method: still rejects, never throws synchronously. */
+  // @ts-expect-error A sync method under @WithLock does not type-check (it returns a Promise); kept to test untyped callers.
   @WithLock('bad:<0>', { wait: 0 })
   syncByIndex(id: unknown): unknown {
     this.ran.push('syncByIndex');
@@ -389,7 +390,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<nope>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -402,7 +403,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -415,7 +416,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<id')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -428,7 +429,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:id>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -441,7 +442,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<<id>>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -454,7 +455,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto.__proto__>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -467,7 +468,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<__proto__>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -480,7 +481,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto.constructor.name>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -493,7 +494,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<0.prototype>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -506,7 +507,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto..id>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -519,7 +520,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:< id >')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -532,7 +533,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<3>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -545,7 +546,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('')
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -558,7 +559,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock([])
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -571,7 +572,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(['a:<id>', 'b:<nope>'])
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -584,7 +585,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(42 as unknown as string)
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -597,7 +598,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(null as unknown as string)
-            m() {
+            async m() {
               return 1;
             }
           }
