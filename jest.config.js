@@ -13,6 +13,8 @@ export default {
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
   },
+  // Once per run: redis-server, redis-cli and openssl are found or installed (test/support/provision.ts).
+  globalSetup: '<rootDir>/test/support/provision.ts',
   testTimeout: 60_000,
   // A failed test can leave a Redis client reconnecting to a stopped server; never let that hang CI.
   forceExit: true,

@@ -67,7 +67,11 @@ export class LeaseRanOutError extends Error {
   }
 }
 
-/** Internal: fewer replicas than `waitForReplicas` acknowledged a grant within `replicaTimeout`. */
+/**
+ * Internal (not exported from the package): Redis granted the lock, but fewer than
+ * `waitForReplicas` replicas acknowledged it within `replicaTimeout`, so it was given back. The
+ * service reports it as a LockUnavailableError that says so, not as an unreachable Redis.
+ */
 export class ReplicaShortfallError extends Error {
   constructor(
     readonly acknowledged: number,

@@ -188,6 +188,15 @@ function validateListener(listener: unknown): LockEventListener | undefined {
   return listener as LockEventListener;
 }
 
+/**
+ * `isGlobal` of `forRoot` / `forRootAsync`. Nest reads it while building the module definition,
+ * before any provider runs, so it is checked there: anything but a boolean (or absent) is a
+ * LockConfigError rather than a truthy value silently making the module global.
+ */
+export function resolveIsGlobal(value: unknown): boolean {
+  return value === undefined ? false : bool('isGlobal', value, MESSAGES.configOption);
+}
+
 /** Validates LockModule options at bootstrap; every failure is a LockConfigError naming option and value. */
 export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
   if (!isPlainObject(options)) {

@@ -89,8 +89,11 @@ export const MESSAGES = {
     `Redis could not be reached in time to ${action} ${describeKeys(keys).toLowerCase()}; check the connection`,
   unavailableLate: (keys: readonly string[], ttl: number, tookMs: number) =>
     `${describeKeys(keys)} could not be taken: Redis answered ${tookMs} ms after the attempt was sent, after its ${ttl} ms lease had already run out; raise "ttl" well above your Redis round-trip time`,
-  unavailableReplicas: (keys: readonly string[], acknowledged: number, wanted: number, timeoutMs: number) =>
-    `${describeKeys(keys)} could not be taken: Redis granted it, but only ${acknowledged} of ${wanted} replicas acknowledged within ${timeoutMs} ms (waitForReplicas), so it was given back; check replication, or lower "waitForReplicas" / raise "replicaTimeout"`,
+  replicaShortfall: (keys: readonly string[], acknowledged: number, wanted: number, timeoutMs: number) =>
+    `${describeKeys(keys)} was not taken: Redis granted it, but only ${acknowledged} of ${wanted} ` +
+    `replica${wanted === 1 ? '' : 's'} acknowledged the write within replicaTimeout=${timeoutMs} ms ` +
+    `(waitForReplicas: ${wanted}), so it was given back; check that enough replicas are connected and in sync ` +
+    '(INFO replication), or lower "waitForReplicas" / raise "replicaTimeout"',
   unavailableIsLocked: (key: string) => `Redis could not be reached in time to check lock "${key}"; check the connection`,
   shutDown: 'LockService has shut down (application closing); no new locks can be taken',
 

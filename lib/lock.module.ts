@@ -4,7 +4,7 @@ import { LockConflictInterceptor } from './lock-conflict.interceptor.js';
 import type { LockModuleOptions } from './interfaces/lock-options.interface.js';
 import { LOCK_OPTIONS, LOCK_STORE, LOCK_TELEMETRY } from './lock.constants.js';
 import { LockTelemetry } from './telemetry/lock-telemetry.js';
-import { resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
+import { resolveIsGlobal, resolveModuleOptions, type ResolvedModuleOptions } from './lock-options.validation.js';
 import { LockService } from './lock.service.js';
 import type { LockStore } from './stores/lock-store.js';
 import { MemoryLockStore } from './stores/memory.store.js';
@@ -20,7 +20,8 @@ export const {
 } = new ConfigurableModuleBuilder<LockModuleOptions>({ moduleName: 'Lock' })
   .setClassMethodName('forRoot')
   .setFactoryMethodName('createLockOptions')
-  .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  // A bad isGlobal ('yes', 1) throws a LockConfigError here, when forRoot / forRootAsync is called.
+  .setExtras({ isGlobal: false }, (definition, extras) => ({ ...definition, global: resolveIsGlobal(extras.isGlobal) }))
   .build();
 
 /** Options of `LockModule.forRoot(...)`, including `isGlobal`. */

@@ -457,7 +457,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 function unavailableMessage(keys: readonly string[], failure: unknown): string {
   if (failure instanceof LeaseRanOutError) return MESSAGES.unavailableLate(keys, failure.ttl, failure.tookMs);
   if (failure instanceof ReplicaShortfallError) {
-    return MESSAGES.unavailableReplicas(keys, failure.acknowledged, failure.wanted, failure.timeoutMs);
+    return MESSAGES.replicaShortfall(keys, failure.acknowledged, failure.wanted, failure.timeoutMs);
   }
   return MESSAGES.unavailable(keys, 'acquire');
 }

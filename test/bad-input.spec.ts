@@ -137,6 +137,7 @@ class BadArgs {
   }
 
   /** A synchronous method: still rejects, never throws synchronously. */
+  // @ts-expect-error A sync method under @WithLock does not type-check (it returns a Promise); kept to test untyped callers.
   @WithLock('bad:<0>', { wait: 0 })
   syncByIndex(id: unknown): unknown {
     this.ran.push('syncByIndex');
@@ -390,7 +391,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<nope>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -403,7 +404,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -416,7 +417,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<id')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -429,7 +430,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:id>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -442,7 +443,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<<id>>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -455,7 +456,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto.__proto__>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -468,7 +469,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<__proto__>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -481,7 +482,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto.constructor.name>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -494,7 +495,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<0.prototype>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -507,7 +508,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<dto..id>')
-            m(dto: object) {
+            async m(dto: object) {
               return dto;
             }
           }
@@ -520,7 +521,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:< id >')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -533,7 +534,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('order:<3>')
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -546,7 +547,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock('')
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -559,7 +560,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock([])
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -572,7 +573,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(['a:<id>', 'b:<nope>'])
-            m(id: string) {
+            async m(id: string) {
               return id;
             }
           }
@@ -585,7 +586,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(42 as unknown as string)
-            m() {
+            async m() {
               return 1;
             }
           }
@@ -598,7 +599,7 @@ describe('bad input', () => {
         () => {
           class Templates {
             @WithLock(null as unknown as string)
-            m() {
+            async m() {
               return 1;
             }
           }

@@ -181,6 +181,39 @@ describe('LockModule', () => {
     await app.close();
   });
 
+  describe('rejects an isGlobal that is not a boolean with a LockConfigError naming the value', () => {
+    const values: Array<[string, unknown, RegExp]> = [
+      ["'yes'", 'yes', /"isGlobal": "yes"; expected true or false/],
+      ['1', 1, /"isGlobal": 1; expected true or false/],
+      ['null', null, /"isGlobal": null; expected true or false/],
+      ["'false' (a string, which would be truthy)", 'false', /"isGlobal": "false"; expected true or false/],
+    ];
+
+    it.each(values)('forRoot({ isGlobal: %s })', async (_name, value, message) => {
+      const error = await bootstrapError({ redis: server.url, isGlobal: value });
+      expect(error).toBeInstanceOf(LockConfigError);
+      expect((error as Error).message).toMatch(message);
+    });
+
+    it.each(values)('forRootAsync({ isGlobal: %s })', (_name, value, message) => {
+      let error: unknown;
+      try {
+        LockModule.forRootAsync({ useFactory: () => ({ redis: server.url }), isGlobal: value as boolean });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(LockConfigError);
+      expect((error as Error).message).toMatch(message);
+    });
+
+    it('isGlobal: false and an absent isGlobal register the module locally', () => {
+      expect(LockModule.forRoot({ redis: server.url, isGlobal: false }).global).toBe(false);
+      expect(LockModule.forRoot({ redis: server.url }).global).toBe(false);
+      expect(LockModule.forRootAsync({ useFactory: () => ({ redis: server.url }) }).global).toBe(false);
+      expect(LockModule.forRoot({ redis: server.url, isGlobal: true }).global).toBe(true);
+    });
+  });
+
   it('refuses isGlobal returned from an async factory, where it could not take effect', async () => {
     @Module({ imports: [LockModule.forRootAsync({ useFactory: () => ({ redis: server.url, isGlobal: true }) as LockModuleOptions })] })
     class AppModule {}

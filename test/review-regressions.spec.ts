@@ -173,7 +173,7 @@ describe('review regression 5 (waitForReplicas on a fair handoff)', () => {
       const result = await outcome;
       process.kill(replicaPid, 'SIGCONT');
       expect('error' in result ? result.error : result.lock).toBeInstanceOf(LockUnavailableError);
-      expect(String((result as { error: Error }).error.message)).toMatch(/replicas acknowledged/);
+      expect(String((result as { error: Error }).error.message)).toMatch(/acknowledged the write within replicaTimeout/);
     } finally {
       process.kill(replicaPid, 'SIGCONT');
       await holderApp.close();

@@ -17,6 +17,25 @@ export interface WithLockOptions extends Omit<AcquireOptions, 'signal'> {
   onBusy?: 'throw' | 'skip';
 }
 
+/**
+ * What a method under `@WithLock` must be declared to return, so that its type tells the truth:
+ * the wrapper always returns a Promise (or, for a declared `Observable`, an Observable), and with
+ * `onBusy: 'skip'` a skipped call resolves to (or emits) `undefined`.
+ */
+export type LockableReturn<R, O extends WithLockOptions> = [R] extends [PromiseLike<infer T> | Observable<infer T>]
+  ? [O] extends [never]
+    ? unknown
+    : [O] extends [{ onBusy: 'skip' }]
+    ? [undefined] extends [T]
+      ? unknown
+      : {
+          "@WithLock with onBusy: 'skip' resolves a skipped call to undefined: declare the return type as Promise<T | undefined> (or Promise<void>)": never;
+        }
+    : unknown
+  : {
+      '@WithLock makes the method return a Promise: declare it async (or returning Promise<T> or Observable<T>)': never;
+    };
+
 const logger = new Logger('LockService');
 
 /** Placeholder defaults, only to validate decorator options when the class is defined. */
@@ -39,14 +58,19 @@ const DEFINITION_TIME_DEFAULTS: ResolvedModuleOptions = {
  * `'customer:<dto.customerId>'` (a path into an argument), an array of templates, or a function
  * of the method's arguments returning one key or several (all locked, all or nothing).
  *
- * The method becomes asynchronous (a sync method returns a Promise); a method declared to return
- * an `Observable` takes the lock on subscribe and holds it until complete, error or unsubscribe.
+ * The method becomes asynchronous; a method declared to return an `Observable` takes the lock on
+ * subscribe and holds it until complete, error or unsubscribe. The types say so: decorating a method
+ * whose return type is not a Promise (or Observable) is a compile error, and with
+ * `onBusy: 'skip'` the resolved type must admit `undefined` (a skipped call resolves to it).
  */
-export function WithLock<TArgs extends unknown[] = any[]>(template: KeyTemplate<TArgs>, options: WithLockOptions = {}) {
+export function WithLock<TArgs extends unknown[] = any[], O extends WithLockOptions = {}>(
+  template: KeyTemplate<TArgs>,
+  options: O = {} as O,
+) {
   return function decorate<M extends (...args: [...TArgs, ...any[]]) => any>(
     target: object,
     propertyKey: string | symbol,
-    descriptor: TypedPropertyDescriptor<M>,
+    descriptor: TypedPropertyDescriptor<M> & LockableReturn<ReturnType<M>, O>,
   ): void {
     const className = typeof target === 'function' ? target.name : target.constructor.name;
     const methodName = String(propertyKey);

@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { monotonicNow } from '../clock.js';
-import { isRedisClient } from '../lock-options.validation.js';
 import { ReplicaShortfallError } from '../errors.js';
+import { isRedisClient } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
