@@ -126,9 +126,11 @@ async function installRow(row, tgz) {
     how = 'cached';
   }
   // Whatever the path, the installed package must be this tarball's content.
-  const installed = readFileSync(join(dir, 'node_modules/nestjs-redis-lock/dist/cjs/index.js'));
-  const packed = spawnSync('tar', ['-xOzf', tgz, 'package/dist/cjs/index.js']).stdout;
-  if (!installed.equals(packed)) throw new Error(`node_modules/nestjs-redis-lock in ${dir} is not the tarball's content`);
+  for (const file of ['package.json', 'dist/index.js']) {
+    const installed = readFileSync(join(dir, 'node_modules/nestjs-redis-lock', file));
+    const packed = spawnSync('tar', ['-xOzf', tgz, `package/${file}`]).stdout;
+    if (!installed.equals(packed)) throw new Error(`node_modules/nestjs-redis-lock/${file} in ${dir} is not the tarball's`);
+  }
   writeFileSync(marker, tgzHash);
   const versions = Object.fromEntries(
     ['@nestjs/core', 'ioredis', 'typescript', 'jest', 'ts-jest'].map((name) => [name, JSON.parse(readFileSync(join(dir, 'node_modules', name, 'package.json'), 'utf8')).version]),
