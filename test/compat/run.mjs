@@ -266,7 +266,7 @@ async function runCell(row, app, node) {
     if (needs && !atLeast(versionOut, needs.version)) {
       const result = await run('npm', ['test'], { cwd: app, env });
       if (result.code === 0) throw new Error(`jest passed on ${versionOut}: row.jestNeedsNode (${needs.version}) is out of date`);
-      if (!needs.failure.test(result.out) || /Must use import to load ES Module: \S*nestjs-redis-lock/.test(result.out)) {
+      if (!needs.failure.test(result.out) || /Must use import to load ES Module: \S*node_modules\/nestjs-redis-lock\//.test(result.out)) {
         throw new Error(`jest failed, and not only for the upstream reason:\n${tail(result.out)}`);
       }
       cell.upstream = `jest needs Node >= ${needs.version} here (the scaffold's jest cannot require() ESM-only @nestjs/testing)`;
