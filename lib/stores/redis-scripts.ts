@@ -344,7 +344,9 @@ for i = 1, n do
     else
       busy_until = live_until(KEYS[base + 6])
     end
-    if not busy_until and holders >= permits then
+    -- Full, or held by holders whose limit is unknown (never by these scripts: the hash lives as
+    -- long as its set), whom nobody is admitted beside rather than guess.
+    if not busy_until and (holders >= permits or (holders > 0 and limit == 0)) then
       busy_until = tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2])
     end
     if busy_until then
