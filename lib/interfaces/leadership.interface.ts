@@ -20,6 +20,11 @@ export interface Leadership {
    */
   readonly signal: AbortSignal;
   /**
+   * Epoch ms until which the lease is known to be held (renewed in the background while leading).
+   * The previous leader's `expiresAt` is never later than the moment a successor is elected.
+   */
+  readonly expiresAt: number;
+  /**
    * Gives leadership up now: aborts `signal` and releases the lock, so a waiting candidate takes
    * over at once. The campaign goes on (this instance may be elected again later). Never rejects.
    */

@@ -247,6 +247,10 @@ class Term implements Leadership {
     return this.controller.signal;
   }
 
+  get expiresAt(): number {
+    return this.lock.expiresAt;
+  }
+
   resign(): Promise<void> {
     return this.end('resign');
   }
