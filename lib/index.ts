@@ -3,8 +3,10 @@ export { LockService } from './lock.service.js';
 export { Lock } from './lock.js';
 export { currentLock } from './current-lock.js';
 export { WithLock, type WithLockOptions } from './decorators/with-lock.decorator.js';
+export { Leader } from './decorators/leader.decorator.js';
 export type { KeyTemplate } from './key-template.js';
-export type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
+export type { LeaderEvent, LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
+export type { LeadOptions, LeaderCampaign, Leadership, ResignReason } from './interfaces/leadership.interface.js';
 export type {
   AcquireOptions,
   ClusterConnectionOptions,

@@ -85,6 +85,28 @@ export const MESSAGES = {
   decoratorUndeclaredObservable: (where: string) =>
     `@WithLock on ${where} returned an Observable, but the method's return type is not declared as Observable, ` +
     'so the lock could not be held for its lifetime; declare the return type (e.g. `: Observable<T>`) and the lock is taken on subscribe',
+  // Leader election (LockService.lead, @Leader).
+  leaderOption: (option: string, value: unknown, rule: string) => `Invalid leader option "${option}": ${describeValue(value)}; ${rule}`,
+  leaderUnknownOption: (option: string, known: readonly string[]) =>
+    `Unknown leader option "${option}"; known options are: ${known.join(', ')}`,
+  leaderRun: (run: unknown) =>
+    `lead(key, run, options?) expects run to be a function (leadership) => ..., got ${describeValue(run)}`,
+  leaderDecoratorNotMethod: (where: string) => `@Leader can only decorate methods, but ${where} is not a function`,
+  leaderDecorator: (where: string, problem: string) => `@Leader on ${where}: ${problem}`,
+  leaderEnded: (key: string, why: string) => `Leadership of "${key}" ended: ${why}`,
+  leaderWhy: {
+    returned: 'run returned',
+    threw: 'run threw',
+    resign: 'resign() was called',
+    stop: 'the campaign was stopped',
+    term: 'its term ran out (option "term"); it was handed over',
+    shutdown: 'the application is shutting down',
+    expired: 'its lease ran out before it could be renewed (was the process paused?)',
+  },
+  leaderRunFailed: (key: string, retryMs: number) => `Leader of "${key}": run threw; campaigning again in ${retryMs} ms`,
+  leaderCampaignFailed: (key: string, retryMs: number) => `Campaign for leader of "${key}" failed; retrying in ${retryMs} ms`,
+  leaderStopSlow: (key: string, waitedMs: number) =>
+    `Leader of "${key}": run had not returned ${waitedMs} ms after its signal aborted; stop() no longer waits for it. Make run honour leadership.signal`,
   unavailable: (keys: readonly string[], action: string) =>
     `Redis could not be reached in time to ${action} ${describeKeys(keys).toLowerCase()}; check the connection`,
   unavailableLate: (keys: readonly string[], ttl: number, tookMs: number) =>

@@ -11,6 +11,7 @@ import { MemoryLockStore } from './stores/memory.store.js';
 import { RedisLockStore } from './stores/redis.store.js';
 import { RedlockStore } from './stores/redlock.store.js';
 import { WithLockExplorer } from './with-lock.explorer.js';
+import { LeaderExplorer } from './leader.explorer.js';
 
 export const {
   ConfigurableModuleClass: ConfigurableLockModule,
@@ -59,6 +60,7 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
     },
     LockService,
     WithLockExplorer,
+    LeaderExplorer,
     { provide: APP_INTERCEPTOR, useClass: LockConflictInterceptor },
   ],
   exports: [LockService],

@@ -5,6 +5,8 @@ import { runWithCurrentLock } from './current-lock.js';
 import { LeaseRanOutError, LockConfigError, ReplicaShortfallError, LockLostError, LockNotAcquiredError, LockUnavailableError } from './errors.js';
 import type { LockEvent, LockEventListener } from './interfaces/lock-event.interface.js';
 import type { AcquireOptions } from './interfaces/lock-options.interface.js';
+import type { LeadOptions, LeaderCampaign, Leadership } from './interfaces/leadership.interface.js';
+import { LeaderElections } from './leader/leader-election.js';
 import { Lease } from './lease.js';
 import { newOwnerToken } from './owner-token.js';
 import { LeaseKeeper, type LeaseLossReason } from './lease-keeper.js';
@@ -50,6 +52,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private closed = false;
   /** Lock events go here; when unset, no event is even built. */
   private readonly onEvent: LockEventListener | undefined;
+  /** Campaigns of `lead()`, made on first use. */
+  private leaders: LeaderElections | undefined;
 
   constructor(
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedModuleOptions,
@@ -117,6 +121,28 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     return { lock: taken.lock, run: (fn) => this.chain.run(scope, () => runWithCurrentLock(taken.lock, fn)) };
   }
 
+  /**
+   * Campaigns to lead `key`: once elected, calls `run(leadership)`; `leadership.signal` aborts when
+   * leadership is lost or given up, `leadership.epoch` is the fence. When `run` returns or throws
+   * (logged, then a backoff), or leadership is lost, it campaigns again, until the returned
+   * campaign's `stop()` or application shutdown. See `LeadOptions` (`ttl`, `term`).
+   */
+  lead(key: string, run: (leadership: Leadership) => unknown, options?: LeadOptions): LeaderCampaign {
+    this.leaders ??= new LeaderElections({
+      acquire: (k, o) => this.acquire(k, o),
+      emit: (event) => {
+        if (this.onEvent) this.emit(event);
+      },
+      isClosed: () => this.closed,
+    });
+    return this.leaders.lead(key, run, options);
+  }
+
+  /** @internal Stops every campaign of `lead()` (resigning), before shutdown releases the locks. */
+  async stopLeading(): Promise<void> {
+    await this.leaders?.stopAll();
+  }
+
   /** Whether any owner holds the key right now. */
   async isLocked(key: string): Promise<boolean> {
     assertValidKey(key);
@@ -145,6 +171,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   /** Releases every lock still held, then closes the connections the module opened. */
   async onApplicationShutdown(): Promise<void> {
     if (this.closed) return;
+    // Leaders resign first (normally already done in onModuleDestroy), so their successors take over at once.
+    await this.stopLeading();
     this.closed = true;
     this.waiters.wakeAll(); // each waiter re-checks, sees the service closed and rejects
     this.keeper.drain();

@@ -8,8 +8,10 @@
  * instances: first to the unsafe endpoints (no lock), then to the locked ones. Prints the
  * balances against what the answered requests add up to. Then it watches 3 ticks of the sample's
  * @Cron job, which every instance schedules, and checks that exactly one instance ran each tick.
- * Exits 0 only when the locked run is exact (every balance right, money conserved) and the job ran
- * once per tick.
+ * Last, it shows which instance leads the sample's @Leader reconciler, stops that instance, and
+ * shows another taking over (with a larger epoch) without waiting for the leader's lease.
+ * Exits 0 only when the locked run is exact (every balance right, money conserved), the job ran
+ * once per tick and the leader handed over.
  *
  * Redis: REDIS_URL when set; otherwise a private redis-server from PATH on a free port (never
  * 6379), without persistence, stopped at the end. Every process started here is stopped on exit,
@@ -41,6 +43,11 @@ const CRON_TICKS = 3;
 const CRON_RUNS = 'sample:cron:runs';
 /** How late after its tick a run is still looked for before the runs are counted. */
 const CRON_SETTLE_MS = 1_000;
+
+// sample/src/reconciler.job.ts: @Leader('leader:reconciler'), recording its PORT with its epoch here.
+const LEADER_RECORD = 'sample:leader';
+/** Deadline for a leader to show up, and for the hand-over after it is stopped. */
+const LEADER_TIMEOUT_MS = 15_000;
 
 const START_TIMEOUT_MS = 15_000;
 const REQUEST_TIMEOUT_MS = 20_000;
@@ -83,8 +90,9 @@ async function main() {
   const bankOk = reportBank(unsafe, locked);
 
   const cronOk = reportCron(await watchCron(bank));
+  const leaderOk = await watchLeader(bank);
 
-  if (bankOk && cronOk) {
+  if (bankOk && cronOk && leaderOk) {
     console.log('\nOK: the locked run is exact and the cron job ran once per tick.');
     if (store.memory) {
       console.log(
@@ -96,6 +104,7 @@ async function main() {
   const failed = [];
   if (!bankOk) failed.push('the locked run is not exact or had failed requests');
   if (!cronOk) failed.push('the cron job did not run exactly once per tick');
+  if (!leaderOk) failed.push('the leader did not hand over when it was stopped');
   console.log(`\nFAILED: ${failed.join('; ')}.`);
   printAppOutput();
   return 1;
@@ -256,6 +265,44 @@ function reportCron(runs) {
   return once;
 }
 
+/**
+ * The sample's @Leader reconciler: shows which instance leads, stops that instance (SIGTERM, or
+ * app.close() in-process: it resigns on shutdown) and shows another taking over with a larger
+ * epoch, without waiting for the leader's lease to run out. True when it did.
+ */
+async function watchLeader(bank) {
+  console.log(
+    `\nLeader: all ${INSTANCES} instances campaign for @Leader('leader:reconciler'); one runs the reconciler.`,
+  );
+  const first = await pollFor(() => bank.leader(), (record) => record !== undefined);
+  if (!first) {
+    console.log(`  → NO leader within ${LEADER_TIMEOUT_MS / 1000} s`);
+    return false;
+  }
+  console.log(`  instance :${first.value} leads (epoch ${first.fence}); stopping it...`);
+  const stoppedAt = Date.now();
+  await bank.stopInstance(first.value);
+  const next = await pollFor(() => bank.leader(), (record) => record !== undefined && record.fence > first.fence);
+  if (!next) {
+    console.log(`  → NO hand-over within ${LEADER_TIMEOUT_MS / 1000} s after :${first.value} stopped`);
+    return false;
+  }
+  console.log(`  instance :${next.value} took over (epoch ${next.fence}), ${Date.now() - stoppedAt} ms after :${first.value} was told to stop`);
+  console.log('  → the stopped leader resigned on shutdown, so another took over without waiting for its 5 s lease');
+  return true;
+}
+
+/** Polls `read` until `done(value)`; the value, or undefined after LEADER_TIMEOUT_MS. */
+async function pollFor(read, done) {
+  const deadline = Date.now() + LEADER_TIMEOUT_MS;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) return undefined;
+    await abortableSleep(50);
+  }
+}
+
 // --- HTTP ------------------------------------------------------------------------------------
 
 /** POSTs JSON; resolves the HTTP status, or a short description of a network error. */
@@ -316,7 +363,7 @@ function demoStore() {
 async function redisBank() {
   const redisUrl = await redisForDemo();
   // Fails early and clearly if Redis is unreachable; forgets the runs of an earlier demo.
-  await withRedis(redisUrl, (redis) => redis.del(CRON_RUNS));
+  await withRedis(redisUrl, (redis) => redis.del(CRON_RUNS, LEADER_RECORD));
 
   const ports = await freePorts(INSTANCES);
   console.log(`Starting ${INSTANCES} instances of the sample app (ports ${ports.join(', ')})...`);
@@ -328,6 +375,12 @@ async function redisBank() {
         redis.mset(Object.fromEntries(ACCOUNTS.map((id) => [`sample:balance:${id}`, OPENING_BALANCE]))),
       ),
     cronRuns: () => withRedis(redisUrl, (redis) => redis.lrange(CRON_RUNS, 0, -1)),
+    leader: () =>
+      withRedis(redisUrl, async (redis) => {
+        const { fence, value } = await redis.hgetall(LEADER_RECORD);
+        return fence === undefined ? undefined : { fence: Number(fence), value };
+      }),
+    stopInstance: (port) => stop(apps.find((app) => app.name === `app :${port}`)),
   };
 }
 
@@ -370,6 +423,12 @@ async function inProcessBank(why) {
   return {
     openAccounts: () => Promise.all(ACCOUNTS.map((id) => ledger.setBalance(id, OPENING_BALANCE))),
     cronRuns: () => ledger.cronRuns(),
+    leader: () => ledger.readFenced(LEADER_RECORD),
+    stopInstance: async (port) => {
+      // Out of the list that finish() closes, then closed: its leader resigns on shutdown.
+      const [app] = inProcess.instances.apps.splice(ports.indexOf(Number(port)), 1);
+      await app.close();
+    },
   };
 }
 

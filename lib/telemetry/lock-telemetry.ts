@@ -72,6 +72,7 @@ export class LockTelemetry {
         this.held.add(-1);
         break;
       case 'lost':
+        if (event.leader) break; // a leadership's lock reports its own 'lost' too
         this.held.add(-1);
         this.lost.add(1);
         break;

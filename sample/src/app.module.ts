@@ -7,6 +7,7 @@ import { AccountsService } from './accounts.service.js';
 import { lockOptions } from './config.js';
 import { InterestJob } from './interest.job.js';
 import { createLedger, Ledger } from './ledger.js';
+import { ReconcilerJob } from './reconciler.job.js';
 import { ReportsController } from './reports.controller.js';
 import { ReportsService } from './reports.service.js';
 import { UnsafeController } from './unsafe.controller.js';
@@ -28,6 +29,7 @@ import { UnsafeController } from './unsafe.controller.js';
     AccountsService,
     ReportsService,
     InterestJob,
+    ReconcilerJob, // @Leader: runs on one instance at a time
   ],
 })
 export class AppModule {

@@ -26,6 +26,8 @@ export abstract class Ledger {
    * an older fence than the new holder, so its late write is refused instead of overwriting.
    */
   abstract writeFenced(key: string, fence: number, value: string): Promise<boolean>;
+  /** What the last accepted `writeFenced` stored under `key`, with its fence. */
+  abstract readFenced(key: string): Promise<{ fence: number; value: string } | undefined>;
 }
 
 export function createLedger(config: ConfigService): Ledger {
@@ -77,6 +79,11 @@ export class RedisLedger extends Ledger implements OnApplicationShutdown {
     return (await this.redis.eval(WRITE_IF_NEWER_FENCE, 1, key, fence, value)) === 1;
   }
 
+  async readFenced(key: string): Promise<{ fence: number; value: string } | undefined> {
+    const { fence, value } = await this.redis.hgetall(key);
+    return fence === undefined || value === undefined ? undefined : { fence: Number(fence), value };
+  }
+
   async onApplicationShutdown(): Promise<void> {
     await this.redis.quit();
   }
@@ -125,5 +132,9 @@ export class MemoryLedger extends Ledger {
     if (fence <= (MemoryLedger.fenced.get(key)?.fence ?? 0)) return false;
     MemoryLedger.fenced.set(key, { fence, value });
     return true;
+  }
+
+  async readFenced(key: string): Promise<{ fence: number; value: string } | undefined> {
+    return MemoryLedger.fenced.get(key);
   }
 }
