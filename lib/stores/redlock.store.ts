@@ -195,9 +195,16 @@ export class RedlockStore implements LockStore {
   }
 }
 
-/** Per-master bound on a lease call: small against the lease (a tenth), between 100 ms and 1 s. */
+/**
+ * Per-master bound on a lease call. Classic Redlock keeps it small (a tenth of the lease) so a dead
+ * master does not block the call; here every quorum call is decided as soon as the answers allow
+ * and a disconnected master is skipped, so a master's answer is only waited for while it is still
+ * needed to decide, and then it is worth waiting for as long as the lease could still be valid: a
+ * shorter bound turns a merely slow master (a loaded machine) into "unavailable". At least 100 ms,
+ * at most 5 s (each pending call holds a timer).
+ */
 function perMasterBound(ttl: number): number {
-  return Math.min(1_000, Math.max(100, ttl / 10));
+  return Math.min(5_000, Math.max(100, ttl - driftAllowance(ttl)));
 }
 
 function isGranted(reply: AcquireOutcome | Error | undefined): reply is Extract<AcquireOutcome, { acquired: true }> {
