@@ -104,7 +104,9 @@ function optionalMatch(args: ParsedArgs, command: string): string | undefined {
 }
 
 async function held(args: ParsedArgs, inspector: LockInspector, match: string | undefined): Promise<LockInfo[]> {
-  return withTimeout(inspector.list({ match, limit: positiveIntFlag(args, 'limit', 1_000) }).toArray(), timeout(args) * 4);
+  const locks = await withTimeout(inspector.list({ match, limit: positiveIntFlag(args, 'limit', 1_000) }).toArray(), timeout(args) * 4);
+  // SCAN order is arbitrary: sorted, so refreshes and scripts see a stable order.
+  return locks.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 const COMMANDS: Record<string, Command> = {
