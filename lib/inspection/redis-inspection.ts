@@ -147,6 +147,8 @@ export class RedisInspection implements InspectionBackend {
   async *candidateKeys(match: string | undefined): AsyncIterable<string> {
     const pattern = scanPattern(this.prefix, match);
     const matches = globMatcher(match);
+    // A Cluster client knows its masters once connected: one keyed command waits for that.
+    if (this.client.isCluster) await this.client.exists(`${this.prefix}instance:`);
     const nodes: Redis[] = this.client.isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
     for (const node of nodes) {
       let cursor = '0';
