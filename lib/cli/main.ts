@@ -200,6 +200,8 @@ function ask(io: Io, question: string): Promise<string> {
     let answered = false;
     rl.question(question, (answer) => {
       answered = true;
+      // A piped answer is not echoed: show it, so the transcript reads like the terminal.
+      if (io.input.isTTY !== true) io.err.write(`${answer}\n`);
       rl.close();
       resolve(answer);
     });
