@@ -25,3 +25,12 @@ export {
 } from './errors.js';
 export { MAX_KEY_LENGTH } from './lock-keys.js';
 export type { NodeHealth, StoreHealth } from './stores/lock-store.js';
+export type {
+  ForcedRelease,
+  LockHolderInfo,
+  LockInfo,
+  LockInstanceInfo,
+  LockListOptions,
+  LockMasterInfo,
+} from './inspection/lock-info.interface.js';
+export type { LockListing } from './inspection/lock-inspector.js';

@@ -35,6 +35,8 @@ export interface ResolvedModuleOptions {
   pollInterval: number;
   onEvent: LockEventListener | undefined;
   openTelemetry: boolean;
+  /** Shown as the holder's app by inspection (instance record). */
+  appName?: string;
 }
 
 /** One call's settings: the module defaults overridden by what the call gave. */
@@ -66,6 +68,7 @@ const MODULE_OPTION_NAMES = [
   'replicaTimeout',
   'onEvent',
   'openTelemetry',
+  'appName',
 ] as const;
 
 const CALL_OPTION_NAMES = ['ttl', 'wait', 'autoExtend', 'maxHold', 'fair', 'signal', 'permits', 'mode'] as const;
@@ -218,6 +221,9 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
     );
   }
   const defaults: LockModuleOptions = options;
+  if (defaults.appName !== undefined && (typeof defaults.appName !== 'string' || defaults.appName.length === 0 || defaults.appName.length > 200)) {
+    throw new LockConfigError(MESSAGES.configOption('appName', defaults.appName, 'expected a non-empty string of at most 200 characters'));
+  }
   const fair = defaults.fair === undefined ? false : bool('fair', defaults.fair, MESSAGES.configOption);
   return {
     backend: resolveBackend(options, fair),
@@ -234,6 +240,7 @@ export function resolveModuleOptions(options: unknown): ResolvedModuleOptions {
       defaults.pollInterval === undefined
         ? DEFAULT_POLL_INTERVAL
         : Math.min(positiveMs('pollInterval', defaults.pollInterval, MESSAGES.configOption), MAX_TIMER_DELAY_MS),
+    ...(defaults.appName === undefined ? {} : { appName: defaults.appName }),
   };
 }
 

@@ -8,7 +8,6 @@ import type { AcquireOptions } from './interfaces/lock-options.interface.js';
 import type { LeadOptions, LeaderCampaign, Leadership } from './interfaces/leadership.interface.js';
 import { LeaderElections } from './leader/leader-election.js';
 import { Lease } from './lease.js';
-import { newOwnerToken } from './owner-token.js';
 import { LeaseKeeper, type LeaseLossReason } from './lease-keeper.js';
 import { LOCK_OPTIONS, LOCK_STORE, LOCK_TELEMETRY } from './lock.constants.js';
 import type { LockTelemetry } from './telemetry/lock-telemetry.js';
@@ -24,11 +23,18 @@ import { Lock, type LeaseOwner } from './lock.js';
 import { ReleaseWaiters, type Waiter } from './release-waiters.js';
 import type { AcquireOutcome, LeaseShape, LockStore, Renewal, StoreHealth, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
+// Operations (issue 16): instance identity in owner tokens, inspection.
+import { InstanceRegistry } from './instance/instance-registry.js';
+import { inspectionFor } from './inspection/inspection-for-store.js';
+import { LockInspector, type LockListing } from './inspection/lock-inspector.js';
+import type { LockInfo, LockListOptions } from './inspection/lock-info.interface.js';
 
 /** Shortest bound on a single Redis call, even when the caller's own deadline is sooner (wait: 0). */
 const MIN_CALL_TIMEOUT_MS = 1_000;
 /** Bound on a release: the lease expires by itself anyway, so shutdown must not hang on it. */
 const RELEASE_TIMEOUT_MS = 2_000;
+/** Bound on one `inspect` (a few reads in one round trip; under Redlock, each master's). */
+const INSPECT_TIMEOUT_MS = 2_000;
 /** Pause before retrying an acquire that failed on a connection error, within the wait. */
 const RETRY_AFTER_ERROR_MS = 100;
 
@@ -54,6 +60,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private readonly onEvent: LockEventListener | undefined;
   /** Campaigns of `lead()`, made on first use. */
   private leaders: LeaderElections | undefined;
+  /** This service as a holder: its id is in every token it hands out; its record names it. */
+  private readonly instance: InstanceRegistry;
+  private readonly inspector: LockInspector | undefined;
 
   constructor(
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedModuleOptions,
@@ -63,6 +72,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     // Telemetry first: a user listener that throws must not cost the metrics their event.
     const listeners = [telemetry?.record, options.onEvent].filter((listener) => listener !== undefined);
     this.onEvent = listeners.length === 0 ? undefined : listeners.length === 1 ? listeners[0] : (event) => listeners.forEach((listener) => listener(event));
+    const inspection = inspectionFor(store, options.prefix);
+    this.inspector = inspection && new LockInspector(inspection);
+    this.instance = new InstanceRegistry(inspection, options.ttl, options.appName);
+    this.instance.start();
     this.keeper = new LeaseKeeper({
       renew: (leases) => this.store.extend(leases.map((lease) => renewalOf(lease, lease.ttl))),
       lost: (lease, reason) => this.loseLease(lease, reason),
@@ -163,6 +176,48 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     return this.store.ping(timeoutMs);
   }
 
+  /** This service's instance id: the holder id that `inspect`, `list` and the CLI show for its locks. */
+  get instanceId(): string {
+    return this.instance.id;
+  }
+
+  /**
+   * Who holds `key` (instance: host, pid, app), since when, the lease left, the fence counter, the
+   * mode (exclusive, each permit holder, each reader), and who waits. Owner tokens are never part
+   * of it. Under Redlock: what the quorum says, and each master's view.
+   */
+  async inspect(key: string): Promise<LockInfo> {
+    assertValidKey(key);
+    this.assertOpen();
+    try {
+      return await withTimeout(this.requireInspector().inspect(key), INSPECT_TIMEOUT_MS);
+    } catch (error) {
+      throw new LockUnavailableError(`Could not inspect lock "${key}": the store did not answer (${String(error)})`, { cause: error });
+    }
+  }
+
+  /**
+   * Held keys, found with SCAN (every master of a Cluster) and reported like `inspect`: at most
+   * `limit` (default 1 000), only those matching `match` (a Redis glob over the keys, e.g.
+   * `'order:*'`). Iterate it with `for await`, or `await` it for an array.
+   */
+  list(options?: LockListOptions): LockListing {
+    this.assertOpen();
+    return this.requireInspector().list(options);
+  }
+
+  /** Counts of this instance: locks it holds now, and callers waiting for a lock. */
+  get activity(): { instanceId: string; held: number; waiting: number } {
+    let held = 0;
+    for (const lease of this.leases) if (lease.state === 'held') held += 1;
+    return { instanceId: this.instance.id, held, waiting: this.waiters.size };
+  }
+
+  private requireInspector(): LockInspector {
+    if (!this.inspector) throw new LockConfigError('This lock store cannot be inspected');
+    return this.inspector;
+  }
+
   /** @internal Counters of the lease scheduler, for tests and benchmarks. */
   get leaseStats(): LeaseKeeper['stats'] & { waiters: number; leases: number } {
     return { ...this.keeper.stats, waiters: this.waiters.size, leases: this.leases.size };
@@ -187,6 +242,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         );
       }),
     );
+    await this.instance.stop();
     await this.store.close();
   }
 
@@ -278,7 +334,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   /** One acquisition in Redis, waiting (by release notification, with a slow poll as safety net). */
   private async acquireLease(keys: string[], call: ResolvedCallOptions, orNull: boolean): Promise<Lease | null> {
-    const token = newOwnerToken();
+    const token = this.instance.tokens.next();
     const start = monotonicNow();
     const deadline = start + call.wait;
     // Fair waiters sit in a Redis queue and must refresh their place there while they wait.

@@ -82,7 +82,7 @@ async function lockKeysLeft(redis: Redis): Promise<string[]> {
     cursor = next;
     found.push(...keys);
   } while (cursor !== '0');
-  return found.filter((key) => !key.endsWith(':fence') && !key.endsWith(':wanted')).sort();
+  return found.filter((key) => !key.endsWith(':fence') && !key.endsWith(':wanted') && !key.startsWith('lock:instance:')).sort();
 }
 
 /** Collects everything the Nest logger is asked to print, at any level. */
@@ -968,12 +968,12 @@ describe('bad input', () => {
 
   // -------------------------------------------------------------------------------------------------------
   describe('owner tokens', () => {
-    it('are 128-bit random hex: 32 hex chars, all distinct over 1,000 acquisitions, stored as the lock value', async () => {
+    it('are the instance id, a time and 128 random bits in hex (60 chars), all distinct over 1,000 acquisitions, stored as the lock value', async () => {
       const tokens = new Set<string>();
       for (let batch = 0; batch < 10; batch++) {
         const held = await Promise.all(Array.from({ length: 100 }, (_, i) => locks.acquire(`tok:${batch}:${i}`, { wait: 0 })));
         for (const lock of held) {
-          expect(lock.token).toMatch(/^[0-9a-f]{32}$/);
+          expect(lock.token).toMatch(/^[0-9a-f]{60}$/);
           tokens.add(lock.token);
         }
         const stored = await redis.mget(held.map((lock) => `lock:{${lock.keys[0]}}`));
@@ -981,8 +981,10 @@ describe('bad input', () => {
         await Promise.all(held.map((lock) => lock.release()));
       }
       expect(tokens.size).toBe(1_000);
-      // Not a counter or a timestamp: every hex position takes all 16 values over 1,000 tokens.
-      for (let position = 0; position < 32; position++) {
+      // The instance id leads every token of this service.
+      for (const token of tokens) expect(token.slice(0, 16)).toBe(locks.instanceId);
+      // The last 128 bits are not a counter or a timestamp: each of their hex positions takes all 16 values over 1,000 tokens.
+      for (let position = 28; position < 60; position++) {
         const seen = new Set([...tokens].map((token) => token[position]));
         expect([position, seen.size]).toEqual([position, 16]);
       }
@@ -1035,7 +1037,8 @@ describe('bad input', () => {
   // -------------------------------------------------------------------------------------------------------
   it('after the whole table, no lock key is left in Redis (fence counters and wait markers aside)', async () => {
     expect(await lockKeysLeft(redis)).toEqual([]);
-    for (const key of await redis.keys('lock:*')) {
+    // Instance records (lock:instance:<id>) belong to the running apps, not to any lock.
+    for (const key of (await redis.keys('lock:*')).filter((key) => !key.startsWith('lock:instance:'))) {
       expect(key).toMatch(/:(fence|wanted)$/);
       if (key.endsWith(':wanted')) expect(await redis.pttl(key)).toBeGreaterThan(0);
       else expect(await redis.type(key)).toBe('string');

@@ -98,7 +98,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
     expect(appA.locks.leaseStats.renewalsSent - renewalsBefore).toBeGreaterThanOrEqual(3);
     // Free right after withLock returns.
     expect(await redis.get(`lock:{${key}}`)).toBeNull();
-    expect(token).toMatch(/^[0-9a-f]{32}$/);
+    expect(token).toMatch(/^[0-9a-f]{60}$/);
     expect(await appB.locks.isLocked(key)).toBe(false);
   });
 

@@ -34,7 +34,7 @@ describe('LockService on one Redis', () => {
     const lock = await appA.locks.acquire('order:1');
     expect(lock).toBeInstanceOf(Lock);
     expect(lock.keys).toEqual(['order:1']);
-    expect(lock.token).toMatch(/^[0-9a-f]{32}$/);
+    expect(lock.token).toMatch(/^[0-9a-f]{60}$/);
     expect(await redis.get('lock:{order:1}')).toBe(lock.token);
     expect(await appB.locks.isLocked('order:1')).toBe(true);
     await lock.release();

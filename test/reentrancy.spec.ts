@@ -53,7 +53,7 @@ describe('Reentrancy within one async call chain', () => {
       return 'outer';
     });
     expect(result).toBe('outer');
-    expect(outerToken).toMatch(/^[0-9a-f]{32}$/);
+    expect(outerToken).toMatch(/^[0-9a-f]{60}$/);
     expect(await appB.locks.isLocked(key)).toBe(false);
     expect(await owner(key)).toBeNull();
   });
@@ -142,7 +142,7 @@ describe('Reentrancy within one async call chain', () => {
           // "a" is still the outer holder's entry in Redis; "b" was taken with a token of its own.
           expect(await owner(a)).toBe(outer.token);
           const bOwner = await owner(b);
-          expect(bOwner).toMatch(/^[0-9a-f]{32}$/);
+          expect(bOwner).toMatch(/^[0-9a-f]{60}$/);
           expect(bOwner).not.toBe(outer.token);
           expect(both.token).toBe(bOwner);
           expect(await appB.locks.tryAcquire(b)).toBeNull();

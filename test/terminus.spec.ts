@@ -1,7 +1,7 @@
 import { Controller, Get, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { LockModule, type LockModuleOptions } from '../lib/index.js';
+import { LockModule, LockService, type LockModuleOptions } from '../lib/index.js';
 import { LockHealthIndicator } from '../lib/terminus/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 
@@ -39,6 +39,12 @@ describe('LockHealthIndicator (@nestjs/terminus)', () => {
     expect(up.body.info.locks.status).toBe('up');
     expect(up.body.info.locks.nodes[0]).toMatchObject({ node: `${server.host}:${server.port}`, up: true });
     expect(typeof up.body.info.locks.nodes[0].rttMs).toBe('number');
+    // This instance's own counts, as extra details: what it holds, who waits.
+    const locks = app.get(LockService);
+    expect(up.body.info.locks.instance).toEqual({ id: locks.instanceId, held: 0, waiting: 0 });
+    const held = await locks.acquire('health:held');
+    expect((await get()).body.info.locks.instance).toEqual({ id: locks.instanceId, held: 1, waiting: 0 });
+    await held.release();
 
     await server.stop();
     const down = await get();

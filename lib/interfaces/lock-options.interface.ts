@@ -77,6 +77,11 @@ export interface LockModuleOptions extends LockTimingOptions {
   /** Prepended to every key and channel in Redis. Default `'lock:'`. */
   prefix?: string;
   /**
+   * Names this app in the instance record that `inspect`, `list` and the CLI show for the locks it
+   * holds (beside host and pid), e.g. `'billing-api'`. Default: none.
+   */
+  appName?: string;
+  /**
    * Safety-net poll while waiting, for release messages that were missed (subscriber reconnecting)
    * and leases that expired without a release. Waiters are normally woken by the release itself.
    * Default 1 000.

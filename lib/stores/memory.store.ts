@@ -18,7 +18,7 @@ function dropExpired(holders: Map<string, number>, now: number): void {
 }
 
 /** Everything one prefix holds in this process: what Redis would hold for it. */
-class MemoryKeyspace {
+export class MemoryKeyspace {
   readonly locks = new Map<string, HeldKey>();
   readonly fences = new Map<string, number>();
   readonly queues = new Map<string, QueuedWaiter[]>();
@@ -124,6 +124,11 @@ export class MemoryLockStore implements LockStore {
     let space = keyspaces.get(prefix);
     if (!space) keyspaces.set(prefix, (space = new MemoryKeyspace()));
     this.space = space;
+  }
+
+  /** @internal The keyspace, read by inspection (lib/inspection/memory-inspection.ts). */
+  get keyspace(): MemoryKeyspace {
+    return this.space;
   }
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {

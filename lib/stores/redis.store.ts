@@ -6,6 +6,7 @@ import { isRedisClient } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot } from './cluster-slot.js';
+import { HOLDER_TOKEN_LENGTH } from '../instance/holder-token.js';
 import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
@@ -113,6 +114,11 @@ export class RedisLockStore implements LockStore {
    */
   get disconnected(): boolean {
     return this.everReady && this.client.status !== 'ready';
+  }
+
+  /** @internal The client and prefix, read by inspection (lib/inspection). */
+  get inspectionTarget(): { client: Redis | Cluster; prefix: string } {
+    return { client: this.client, prefix: this.settings.prefix };
   }
 
   get isCluster(): boolean {
@@ -468,8 +474,8 @@ function busyOutcome(keys: readonly string[], reply: ReadonlyArray<number | stri
   return { acquired: false, busyKey, busyForMs: Number(reply[2]) };
 }
 
-/** Token length in hex characters (128 bits). */
-const TOKEN_LENGTH = 32;
+/** Token length in hex characters: instance id, time and 128 random bits (see lib/instance/holder-token.ts). */
+const TOKEN_LENGTH = HOLDER_TOKEN_LENGTH;
 
 /**
  * "r<token><key>" for a release, "g<token><fence>:<key>" for a fair handover (see redis-scripts.ts).

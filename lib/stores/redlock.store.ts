@@ -25,6 +25,11 @@ export class RedlockStore implements LockStore {
     this.quorum = Math.floor(masters.length / 2) + 1;
   }
 
+  /** @internal The masters, read by inspection (lib/inspection). */
+  get masterStores(): readonly RedisLockStore[] {
+    return this.masters;
+  }
+
   static create(connections: readonly RedisConnection[], prefix: string): RedlockStore {
     return new RedlockStore(connections.map((connection) => RedisLockStore.create(connection, { prefix })));
   }

@@ -22,9 +22,10 @@ export function redisUrl(config: ConfigService): string {
   return config.get<string>('REDIS_URL') ?? 'redis://127.0.0.1:6379';
 }
 
-/** The LockModule options for that store. */
+/** The LockModule options for that store; `appName` names this instance in `nestjs-redis-lock watch`. */
 export function lockOptions(config: ConfigService): LockModuleOptions {
-  return sampleStore(config) === 'memory' ? { store: 'memory' } : { redis: redisUrl(config) };
+  const appName = `sample:${instanceId(config)}`;
+  return sampleStore(config) === 'memory' ? { store: 'memory', appName } : { redis: redisUrl(config), appName };
 }
 
 /** Names this instance in logs and in the cron job's records: its PORT, else its pid. */

@@ -1,0 +1,207 @@
+import type { Cluster, Redis } from 'ioredis';
+import { lockKeyOf } from '../stores/redis.store.js';
+import { globMatcher, heldUserKeyOf, scanPattern } from './key-layout.js';
+import {
+  instanceRecordKey,
+  parseInstanceRecord,
+  type InspectionBackend,
+  type InstanceRecord,
+  type RawHold,
+  type RawLockState,
+  type RawView,
+} from './inspection-backend.js';
+
+type Client = Redis | Cluster;
+
+/** Keys read (and, for a forced release, written) per user key; all in the key's Cluster slot. */
+function keysOf(prefix: string, key: string): string[] {
+  const lock = lockKeyOf(prefix, key);
+  return [
+    lock,
+    `${lock}:fence`,
+    `${lock}:permits`,
+    `${lock}:permits:holds`,
+    `${lock}:readers`,
+    `${lock}:readers:holds`,
+    `${lock}:writer-waiting`,
+    `${lock}:wanted`,
+    `${lock}:waiting`,
+  ];
+}
+
+/**
+ * Read-only snapshot of one key, atomic, in one round trip. KEYS as in keysOf. Returns
+ * {now, holder or '', pttl, fence or '', permits [token, expiry...], permit holds [field, value...],
+ * readers, reader holds, writer-waiting pttl, wanted pttl, live fair waiters}.
+ */
+const INSPECT_SCRIPT = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local live = '(' .. now
+return {
+  now,
+  redis.call('GET', KEYS[1]) or '',
+  redis.call('PTTL', KEYS[1]),
+  redis.call('GET', KEYS[2]) or '',
+  redis.call('ZRANGEBYSCORE', KEYS[3], live, '+inf', 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[4]),
+  redis.call('ZRANGEBYSCORE', KEYS[5], live, '+inf', 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[6]),
+  redis.call('PTTL', KEYS[7]),
+  redis.call('PTTL', KEYS[8]),
+  redis.call('ZCOUNT', KEYS[9], live, '+inf')
+}
+`;
+
+/**
+ * Forced release (operator's tool). KEYS as in keysOf; ARGV[1] release channel, ARGV[2] user key,
+ * ARGV[3] token to announce the release with. Deletes the exclusive hold and every permit and
+ * reader (with their holds hashes), bumps the fence counter (a write fenced with the old holder's
+ * fence is now below it) and announces the release, so waiters try at once. The old holders'
+ * next renewal finds their token gone and their signal aborts. Returns {fence, token...}.
+ */
+const FORCE_RELEASE_SCRIPT = `
+local reply = {0}
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  table.insert(reply, holder)
+  redis.call('DEL', KEYS[1])
+end
+for _, set in ipairs({3, 5}) do
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[set], 0, -1)) do
+    table.insert(reply, member)
+  end
+  redis.call('DEL', KEYS[set], KEYS[set + 1])
+end
+reply[1] = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], 'r' .. ARGV[3] .. ARGV[2])
+return reply
+`;
+
+interface InspectionCommands {
+  nestjsRedisLockInspect(numKeys: number, ...args: string[]): Promise<unknown[]>;
+  nestjsRedisLockForceRelease(numKeys: number, ...args: string[]): Promise<Array<number | string>>;
+}
+
+/** SCAN batch size: one call walks about this many keys, without blocking Redis. */
+const SCAN_COUNT = 1_000;
+
+/** Inspection of one Redis (standalone, Sentinel or Cluster) through an ioredis client. */
+export class RedisInspection implements InspectionBackend {
+  private readonly client: Client & InspectionCommands;
+
+  constructor(
+    client: Client,
+    private readonly prefix: string,
+  ) {
+    this.client = client as Client & InspectionCommands;
+    // Idempotent, and harmless on a client shared with the store or the user.
+    client.defineCommand('nestjsRedisLockInspect', { lua: INSPECT_SCRIPT });
+    client.defineCommand('nestjsRedisLockForceRelease', { lua: FORCE_RELEASE_SCRIPT });
+  }
+
+  /** host:port of the connection, for reports (Redlock masters). */
+  get node(): string {
+    if (this.client.isCluster) return 'cluster';
+    const options = (this.client as Redis).options;
+    if (options.sentinels) return `sentinel:${options.name ?? ''}`;
+    return `${options.host ?? 'localhost'}:${options.port ?? 6379}`;
+  }
+
+  async inspect(key: string): Promise<RawView> {
+    return { state: await this.readState(key) };
+  }
+
+  async readState(key: string): Promise<RawLockState> {
+    const keys = keysOf(this.prefix, key);
+    const reply = await this.client.nestjsRedisLockInspect(keys.length, ...keys);
+    const [now, holder, pttl, fence, permits, permitHolds, readers, readerHolds, writerWaiting, wanted, queued] = reply as [
+      number,
+      string,
+      number,
+      string,
+      string[],
+      string[],
+      string[],
+      string[],
+      number,
+      number,
+      number,
+    ];
+    const state: RawLockState = {
+      fence: fence === '' ? 0 : Number(fence),
+      writerWaiting: writerWaiting !== -2,
+      wanted: wanted !== -2,
+      queueLength: Number(queued),
+    };
+    if (holder !== '') state.exclusive = { token: holder, remainingMs: Number(pttl) };
+    const permitFences = pairs(permitHolds);
+    if (permits.length > 0) {
+      const limit = permitFences.get('limit');
+      state.permits = { limit: limit === undefined ? undefined : Number(limit), holders: holds(permits, permitFences, Number(now)) };
+    }
+    if (readers.length > 0) state.readers = holds(readers, pairs(readerHolds), Number(now));
+    return state;
+  }
+
+  async *candidateKeys(match: string | undefined): AsyncIterable<string> {
+    const pattern = scanPattern(this.prefix, match);
+    const matches = globMatcher(match);
+    // A Cluster client knows its masters once connected: one keyed command waits for that.
+    if (this.client.isCluster) await this.client.exists(`${this.prefix}instance:`);
+    const nodes: Redis[] = this.client.isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+        cursor = next;
+        for (const redisKey of keys) {
+          const held = heldUserKeyOf(this.prefix, redisKey);
+          if (held && matches(held.key)) yield held.key;
+        }
+      } while (cursor !== '0');
+    }
+  }
+
+  async readInstances(ids: readonly string[]): Promise<Map<string, InstanceRecord>> {
+    // One GET each, in parallel: on a Cluster the records live in different slots.
+    const texts = await Promise.all(ids.map((id) => this.client.get(instanceRecordKey(this.prefix, id))));
+    const records = new Map<string, InstanceRecord>();
+    ids.forEach((id, i) => {
+      const record = parseInstanceRecord(texts[i]);
+      if (record?.id === id) records.set(id, record);
+    });
+    return records;
+  }
+
+  async writeInstance(record: InstanceRecord, ttl: number): Promise<void> {
+    await this.client.set(instanceRecordKey(this.prefix, record.id), JSON.stringify(record), 'PX', ttl);
+  }
+
+  async removeInstance(id: string): Promise<void> {
+    await this.client.del(instanceRecordKey(this.prefix, id));
+  }
+
+  async forceRelease(key: string, announceToken: string): Promise<{ tokens: string[]; fence: number }> {
+    const keys = keysOf(this.prefix, key);
+    const reply = await this.client.nestjsRedisLockForceRelease(keys.length, ...keys, `${this.prefix}released`, key, announceToken);
+    return { fence: Number(reply[0]), tokens: reply.slice(1).map(String) };
+  }
+}
+
+/** A flat [field, value, ...] reply as a map. */
+function pairs(flat: readonly string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i], flat[i + 1]);
+  return map;
+}
+
+/** [token, expiry, ...] (Redis ms) as holds, with their fences from the holds hash. */
+function holds(flat: readonly string[], fences: Map<string, string>, now: number): RawHold[] {
+  const result: RawHold[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const fence = fences.get(flat[i]);
+    result.push({ token: flat[i], remainingMs: Number(flat[i + 1]) - now, fence: fence === undefined ? undefined : Number(fence) });
+  }
+  return result;
+}
