@@ -16,6 +16,8 @@ export default {
   // Once per run: redis-server, redis-cli and openssl are found or installed (test/support/provision.ts).
   globalSetup: '<rootDir>/test/support/provision.ts',
   testTimeout: 60_000,
+  // Most suites wait on Redis and timers, not the CPU: two workers halve the run on a 2-core machine.
+  maxWorkers: 2,
   // A failed test can leave a Redis client reconnecting to a stopped server; never let that hang CI.
   forceExit: true,
 };

@@ -361,32 +361,32 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         let busy: BusyOutcome | undefined;
         let failure: unknown;
         let grant: { fences: number[]; leaseStart: number } | undefined;
-        if (waiter?.grantedFence !== undefined) {
-          // A fair release handed the key to us; the lease began no earlier than our last busy attempt.
-          grant = { fences: [waiter.grantedFence], leaseStart: lastBusySentAt };
-          waiter.grantedFence = undefined;
-        } else {
-          waiter?.consumeWake();
-          const sentAt = monotonicNow();
-          let outcome: AcquireOutcome | undefined;
-          try {
-            outcome = await withTimeout(
-              this.store.acquire(keys, token, call.ttl, intent),
-              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
-            );
-          } catch (error) {
-            failure = error;
-            // The attempt may still run after we gave up on it: queue a release behind it.
-            this.releaseQuietly(keys, token, shape);
-          }
-          if (outcome?.acquired) {
-            grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
-          } else if (outcome?.permitsInUse !== undefined) {
-            throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
-          } else if (outcome) {
-            busy = outcome;
-            lastBusySentAt = sentAt;
-          }
+        // A fair release that handed the key to us is not taken as a hold by itself: its message
+        // may have waited (a paused process, a slow subscriber) while the lease it granted ran
+        // out, and nothing in it says when the grant happened. Asking again costs one round trip
+        // and answers for sure: still ours ("granted earlier", its lease counted from before our
+        // last busy attempt, which ran before the grant), or busy, or free.
+        if (waiter) waiter.grantedFence = undefined;
+        waiter?.consumeWake();
+        const sentAt = monotonicNow();
+        let outcome: AcquireOutcome | undefined;
+        try {
+          outcome = await withTimeout(
+            this.store.acquire(keys, token, call.ttl, intent),
+            Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
+          );
+        } catch (error) {
+          failure = error;
+          // The attempt may still run after we gave up on it: queue a release behind it.
+          this.releaseQuietly(keys, token, shape);
+        }
+        if (outcome?.acquired) {
+          grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
+        } else if (outcome?.permitsInUse !== undefined) {
+          throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
+        } else if (outcome) {
+          busy = outcome;
+          lastBusySentAt = sentAt;
         }
         if (grant) {
           failure = await this.admit(keys, token, grant.leaseStart, call, shape, deadline);

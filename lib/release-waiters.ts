@@ -18,7 +18,10 @@ export class Waiter {
   /** Woken by a release it has not yet acted on; handed on if it gives up instead. */
   private pendingWake = false;
 
-  /** Fence of the lock a fair release handed to this waiter, once it has. */
+  /**
+   * Fence of the lock a fair release handed to this waiter, once it has. Only a reason to ask again
+   * at once: the message alone never makes a hold (see LockService.acquireLease).
+   */
   grantedFence: number | undefined;
 
   constructor(
@@ -56,7 +59,7 @@ export class Waiter {
     this.wakeUp?.('released');
   }
 
-  /** A fair release handed this waiter the lock: it holds it now. */
+  /** A fair release handed this waiter the lock: it wakes to confirm that with Redis. */
   grant(fence: number): void {
     this.grantedFence = fence;
     this.wakeUp?.('granted');
