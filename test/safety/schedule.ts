@@ -245,9 +245,40 @@ export function workerOps(topology: TopologyName, seed: number, app: number, wor
   })[0] as Op[];
 }
 
+/**
+ * Dedicated fair apps: on these topologies every client process also runs an app (its own
+ * LockService, so its own connection) whose workers only take fair locks on FAIR_KEYS, with holds
+ * long enough to span a fault's start. Handoffs by a fair release then happen while the waiter
+ * sleeps between attempts (in a mixed app it is mostly inside an attempt queued behind other
+ * workers' calls, and the attempt path is a different one), including during a frozen replica.
+ */
+export const FAIR_KEYS = ['fair:1', 'fair:}2'];
+
+/** Workers per dedicated fair app (0: none). */
+export function fairAppWorkers(topology: TopologyName): number {
+  return topology === 'sentinel' ? 2 : 0;
+}
+
+/** The operation list of one worker of a dedicated fair app. */
+export function fairWorkerOps(seed: number, app: number, worker: number, count = 200): Op[] {
+  const op = fc
+    .record({
+      key: fc.constantFrom(...FAIR_KEYS),
+      via: fc.constantFrom<Op['via']>('acquire', 'withLock'),
+      ttl: TTL,
+      wait: fc.integer({ min: 2_000, max: 6_000 }),
+      holdMs: fc.integer({ min: 150, max: 1_500 }),
+      step: fc.integer({ min: 15, max: 60 }),
+      idleMs: fc.integer({ min: 0, max: 100 }),
+    })
+    .map(({ key, ...rest }): Op => ({ ...rest, keys: [key], fair: true }));
+  return fc.sample(fc.array(op, { minLength: count, maxLength: count }), { seed: deriveSeed(seed, 3, app, worker), numRuns: 1 })[0] as Op[];
+}
+
 export type FaultKind =
   | 'delay' // proxy: every chunk to one app delayed (often longer than the ttl)
   | 'cut' // proxy: replies held back a little, then every connection cut (ioredis re-sends)
+  | 'cutReply' // proxy: again and again, the reply of one semaphore/read acquire lost, then its connection cut
   | 'blackhole' // proxy: nothing forwarded for a while
   | 'restart' // SIGKILL a Redis server (AOF kept), start it again
   | 'pause' // SIGSTOP an app's process past its ttl, then SIGCONT
@@ -260,7 +291,7 @@ export interface Fault {
   /** ms after the start of the run. */
   at: number;
   durationMs: number;
-  /** App (process) index for network and pause faults; server index otherwise. */
+  /** App (process) index for network and pause faults (-1: every app); server index otherwise. */
   target: number;
   /** delay: latency ms; cut: number of cuts. */
   amount: number;
@@ -269,7 +300,7 @@ export interface Fault {
 export function faultKinds(topology: TopologyName): Array<[FaultKind, number]> {
   switch (topology) {
     case 'single':
-      return [['delay', 3], ['cut', 3], ['blackhole', 1], ['restart', 1], ['pause', 2]];
+      return [['delay', 3], ['cut', 3], ['cutReply', 4], ['blackhole', 1], ['restart', 1], ['pause', 2]];
     case 'redlock':
       return [['killMaster', 4], ['killMajority', 1], ['delay', 2], ['cut', 2], ['pause', 1]];
     case 'sentinel':
@@ -310,6 +341,11 @@ export function faultPlan(topology: TopologyName, seed: number, durationMs: numb
       case 'cut':
         amount = 2 + (d.amount % 5);
         duration = Math.max(duration, 1_000);
+        break;
+      case 'cutReply':
+        amount = d.amount; // seeds the hold-back times
+        duration = Math.max(duration, 2_000);
+        target = -1; // every app
         break;
       case 'pause':
         duration = 700 + (duration % 1_000); // past every ttl (max 600)
