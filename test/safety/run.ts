@@ -175,8 +175,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     await sleep(t0 + durationMs - now());
     children.forEach((child) => send(child, 'stop'));
     await Promise.all(children.map((child) => waitFor(child, 'stopped', 30_000)));
-    // Every lease (ttl <= 600 ms) and every waiting mark runs out.
-    await sleep(1_500);
+    // Every lease (a hold whose release failed keeps it up to its ttl) and every waiting mark runs out.
+    const longestTtl = Math.max(600, ...[...schedules.values()].flat().map((op) => op.ttl));
+    await sleep(longestTtl + 900);
     send(children[0], 'probe');
     await waitFor(children[0], 'probed', 30_000);
     children.forEach((child) => send(child, 'close'));
