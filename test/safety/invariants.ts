@@ -293,16 +293,18 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
   }
 
-  // 5. No lock returned with its lease over.
+  const ownStall = (call: Call, start: number, end: number) =>
+    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
+
+  // 5. No lock returned with its lease over. Not judged when the caller's own process stood still
+  // (paused, or its event loop blocked by other code) between the lease's start and the grant: the
+  // library's last look at the clock may come before the stall, and its continuation after it.
   for (const call of calls) {
     if (!call.grant || call.shared.size === call.keys.length) continue;
-    if (call.grant.exp <= call.grant.t - EPS) {
+    if (call.grant.exp <= call.grant.t - EPS && !ownStall(call, call.grant.exp - call.ttl, call.grant.t)) {
       add(5, `${call.id} was granted with expiresAt ${(call.grant.t - call.grant.exp).toFixed(0)} ms in the past (signal.aborted ${call.grant.aborted})`, [call]);
     }
   }
-
-  const ownStall = (call: Call, start: number, end: number) =>
-    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
 
   // 6. A wait ends within wait + one call bound (+ slack).
   for (const call of calls) {

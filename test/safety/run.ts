@@ -103,7 +103,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
         // This process's dedicated fair app (numbered after every mixed app); same connection options.
         const app = topology.children * topology.appsPerChild + c;
         const workers = Array.from({ length: fairWorkers }, (_, w) => {
-          const ops = fairWorkerOps(seed, app, w);
+          const ops = fairWorkerOps(name, seed, app, w);
           schedules.set(`${app}/${w}`, ops);
           return ops;
         });

@@ -253,31 +253,42 @@ export function workerOps(topology: TopologyName, seed: number, app: number, wor
 
 /**
  * Dedicated fair apps: on these topologies every client process also runs an app (its own
- * LockService, so its own connection) whose workers only take fair locks on FAIR_KEYS, with holds
- * long enough to span a fault's start. Handoffs by a fair release then happen while the waiter
- * sleeps between attempts (in a mixed app it is mostly inside an attempt queued behind other
- * workers' calls, and the attempt path is a different one), including during a frozen replica.
+ * LockService, so its own connection) with a worker per role:
+ *   0  fair locks on FAIR_KEYS only, with holds long enough to span a fault's start: handoffs by a
+ *      fair release happen while the waiter sleeps between attempts (in a mixed app it is mostly
+ *      inside an attempt queued behind other workers' calls, a different path), also during a
+ *      frozen replica;
+ *   1  a stream of readers of the first read-write key (long holds, no idle time): with the other
+ *      apps' streams, readers overlap continuously...
+ *   2  ...while a fair writer waits for that key (writers must not starve).
  */
 export const FAIR_KEYS = ['fair:1', 'fair:}2'];
 
 /** Workers per dedicated fair app (0: none). */
 export function fairAppWorkers(topology: TopologyName): number {
-  return topology === 'sentinel' ? 2 : 0;
+  return topology === 'sentinel' || topology === 'single' ? 3 : 0;
 }
 
-/** The operation list of one worker of a dedicated fair app. */
-export function fairWorkerOps(seed: number, app: number, worker: number, count = 200): Op[] {
-  const op = fc
-    .record({
-      key: fc.constantFrom(...FAIR_KEYS),
-      via: fc.constantFrom<Op['via']>('acquire', 'withLock'),
-      ttl: TTL,
-      wait: fc.integer({ min: 2_000, max: 6_000 }),
-      holdMs: fc.integer({ min: 150, max: 1_500 }),
-      step: fc.integer({ min: 15, max: 60 }),
-      idleMs: fc.integer({ min: 0, max: 100 }),
-    })
-    .map(({ key, ...rest }): Op => ({ ...rest, keys: [key], fair: true }));
+/** The operation list of worker `worker` (its role) of a dedicated fair app. */
+export function fairWorkerOps(topology: TopologyName, seed: number, app: number, worker: number, count = 200): Op[] {
+  const streamKey = keySpace(topology).readWrite[0];
+  const base = {
+    via: fc.constantFrom<Op['via']>('acquire', 'withLock'),
+    ttl: TTL,
+    step: fc.integer({ min: 15, max: 60 }),
+  };
+  const op: fc.Arbitrary<Op> =
+    worker % 3 === 0
+      ? fc
+          .record({ ...base, key: fc.constantFrom(...FAIR_KEYS), wait: fc.integer({ min: 2_000, max: 6_000 }), holdMs: fc.integer({ min: 150, max: 1_500 }), idleMs: fc.integer({ min: 0, max: 100 }) })
+          .map(({ key, ...rest }): Op => ({ ...rest, keys: [key], fair: true }))
+      : worker % 3 === 1
+        ? fc
+            .record({ ...base, wait: fc.integer({ min: 1_000, max: 3_000 }), holdMs: fc.integer({ min: 300, max: 900 }), idleMs: fc.constant(0) })
+            .map((rest): Op => ({ ...rest, keys: [streamKey], mode: 'read' }))
+        : fc
+            .record({ ...base, wait: fc.integer({ min: 2_500, max: 6_000 }), holdMs: fc.integer({ min: 20, max: 200 }), idleMs: fc.integer({ min: 50, max: 400 }) })
+            .map((rest): Op => ({ ...rest, keys: [streamKey], fair: true }));
   return fc.sample(fc.array(op, { minLength: count, maxLength: count }), { seed: deriveSeed(seed, 3, app, worker), numRuns: 1 })[0] as Op[];
 }
 
