@@ -10,7 +10,7 @@ import type { TopologyName } from './safety/schedule.js';
 /** The CI seeds and run length per store: adjust here. */
 export const CI_SEEDS: Record<TopologyName, { seeds: number[]; seconds: number }> = {
   memory: { seeds: [1, 2], seconds: 10 },
-  single: { seeds: [1, 2], seconds: 15 },
+  single: { seeds: [5, 7], seconds: 15 },
   redlock: { seeds: [1, 2], seconds: 15 },
   sentinel: { seeds: [3], seconds: 15 },
   cluster: { seeds: [1], seconds: 12 },

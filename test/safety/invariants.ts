@@ -31,6 +31,7 @@ export type HistoryEvent =
   | { ev: 'unhandled'; t: number; error: ErrorInfo }
   | { ev: 'fault'; kind: string; target: number; start: number; end: number; detail?: string }
   | { ev: 'leftover'; port: number; key: string }
+  | { ev: 'conn'; app: number; child: number; server: number; up: boolean; t: number }
   | { ev: string; [field: string]: unknown };
 
 export interface Call {
@@ -292,16 +293,18 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
   }
 
-  // 5. No lock returned with its lease over.
+  const ownStall = (call: Call, start: number, end: number) =>
+    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
+
+  // 5. No lock returned with its lease over. Not judged when the caller's own process stood still
+  // (paused, or its event loop blocked by other code) between the lease's start and the grant: the
+  // library's last look at the clock may come before the stall, and its continuation after it.
   for (const call of calls) {
     if (!call.grant || call.shared.size === call.keys.length) continue;
-    if (call.grant.exp <= call.grant.t - EPS) {
+    if (call.grant.exp <= call.grant.t - EPS && !ownStall(call, call.grant.exp - call.ttl, call.grant.t)) {
       add(5, `${call.id} was granted with expiresAt ${(call.grant.t - call.grant.exp).toFixed(0)} ms in the past (signal.aborted ${call.grant.aborted})`, [call]);
     }
   }
-
-  const ownStall = (call: Call, start: number, end: number) =>
-    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
 
   // 6. A wait ends within wait + one call bound (+ slack).
   for (const call of calls) {
@@ -314,15 +317,47 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   }
 
   // 7. Documented errors only; LockUnavailableError only while a fault explains it.
-  const networkFaults = new Set(['delay', 'cut', 'blackhole']);
+  const networkFaults = new Set(['delay', 'cut', 'cutReply', 'blackhole']);
+  // Redlock: when each app's connection to each master was down (closed, not yet ready again).
+  const downs = new Map<number, Array<[number, number]>>();
+  {
+    const since = new Map<string, number>();
+    for (const e of events as Array<Record<string, any>>) {
+      if (e.ev !== 'conn') continue;
+      const id = `${e.app}/${e.server}`;
+      if (!e.up && !since.has(id)) since.set(id, e.t);
+      else if (e.up && since.has(id)) {
+        downs.set(e.app, [...(downs.get(e.app) ?? []), [since.get(id)!, e.t]]);
+        since.delete(id);
+      }
+    }
+    for (const [id, t] of since) {
+      const app = Number(id.split('/')[0]);
+      downs.set(app, [...(downs.get(app) ?? []), [t, Number.POSITIVE_INFINITY]]);
+    }
+  }
+  /** Most of this app's masters down at one instant within [from, to]. */
+  const mostDown = (app: number, from: number, to: number) => {
+    const edges = (downs.get(app) ?? [])
+      .filter(([s, e]) => s <= to && e >= from)
+      .flatMap(([s, e]): Array<[number, number]> => [[Math.max(s, from), 1], [Math.min(e, to), -1]])
+      .sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+    let down = 0;
+    let most = 0;
+    for (const [, d] of edges) most = Math.max(most, (down += d));
+    return most;
+  };
   const explains = (call: Call, start: number, end: number) => {
+    // Redlock: a majority of this app's master connections down at once (e.g. one master killed
+    // while another, restarted a moment ago, is still being reconnected with ioredis' backoff).
+    if (context.topology === 'redlock' && mostDown(call.app, Math.max(start, end - CALL_BOUND) - EPS, end + EPS) >= 2) return true;
     const near = faults.filter((f) => f.start <= end && f.end + RECOVERY >= start);
     // One Redlock master down never explains it; a restarted master counts as down until its
     // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do.
     const mastersDown = new Set(near.filter((f) => f.kind === 'killMaster').map((f) => f.target));
     if (mastersDown.size >= 2) return true;
     return near.some((f) => {
-      if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child;
+      if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child || f.target === -1;
       return f.kind === 'restart' || f.kind === 'freezeReplica' || f.kind === 'killMajority';
     });
   };
@@ -376,7 +411,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
           (c.endT ?? Number.POSITIVE_INFINITY) >= from,
       );
     const disturbed = (w: Call, from: number, to: number) =>
-      faults.some((f) => f.start <= to && f.end + RECOVERY >= from && (f.target === w.child || !['pause', 'block', ...networkFaults].includes(f.kind)));
+      faults.some((f) => f.start <= to && f.end + RECOVERY >= from && (f.target === w.child || f.target === -1 || !['pause', 'block', ...networkFaults].includes(f.kind)));
     for (const w of writers) {
       const waitEnd = w.grant?.t ?? w.endT;
       if (waitEnd === undefined) continue;

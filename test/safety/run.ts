@@ -13,7 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { check, describeViolation, type HistoryEvent, type Violation } from './invariants.js';
-import { faultPlan, keySpace, workerOps, type Fault, type Op, type TopologyName } from './schedule.js';
+import { FAIR_KEYS, fairAppWorkers, fairWorkerOps, faultPlan, keySpace, workerOps, type Fault, type Op, type TopologyName } from './schedule.js';
 import { leftovers, startTopology } from './topology.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -84,6 +84,8 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     ...space.permits.map(([key, permits]): [string, object[]] => [key, [{ permits }, { permits: permits + 1 }]]),
     ...space.readWrite.map((key): [string, object[]] => [key, [{ mode: 'read' }, {}, { fair: true }]]),
   ];
+  const fairWorkers = fairAppWorkers(name);
+  if (fairWorkers > 0) probeKeys.push(...FAIR_KEYS.map((key): [string, object[]] => [key, [{}, { fair: true }]]));
   let t0 = now();
   try {
     for (let c = 0; c < topology.children; c++) {
@@ -96,6 +98,16 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
           return ops;
         });
         apps.push({ app, options: topology.options(app, c), workers });
+      }
+      if (fairWorkers > 0) {
+        // This process's dedicated fair app (numbered after every mixed app); same connection options.
+        const app = topology.children * topology.appsPerChild + c;
+        const workers = Array.from({ length: fairWorkers }, (_, w) => {
+          const ops = fairWorkerOps(name, seed, app, w);
+          schedules.set(`${app}/${w}`, ops);
+          return ops;
+        });
+        apps.push({ app, options: topology.options(c * topology.appsPerChild, c), workers });
       }
       const file = path.join(dir, `child-${c}.json`);
       fs.writeFileSync(file, JSON.stringify({ child: c, apps, probeKeys }));
@@ -152,9 +164,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
       for (const fault of plan) {
         await sleep(t0 + fault.at - now());
         let start = now();
-        await topology.inject(fault, pauseChild, (edge) => {
+        await topology.inject(fault, pauseChild, (edge, detail) => {
           if (edge === 'start') start = now();
-          else events.push({ ev: 'fault', kind: fault.kind, target: fault.target, start, end: now() });
+          else events.push({ ev: 'fault', kind: fault.kind, target: fault.target, start, end: now(), detail });
         });
       }
     } finally {
@@ -163,8 +175,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     await sleep(t0 + durationMs - now());
     children.forEach((child) => send(child, 'stop'));
     await Promise.all(children.map((child) => waitFor(child, 'stopped', 30_000)));
-    // Every lease (ttl <= 600 ms) and every waiting mark runs out.
-    await sleep(1_500);
+    // Every lease (a hold whose release failed keeps it up to its ttl) and every waiting mark runs out.
+    const longestTtl = Math.max(600, ...[...schedules.values()].flat().map((op) => op.ttl));
+    await sleep(longestTtl + 900);
     send(children[0], 'probe');
     await waitFor(children[0], 'probed', 30_000);
     children.forEach((child) => send(child, 'close'));
@@ -198,6 +211,10 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     if (call.uses.length > 0 && (call.uses.at(-1)!.t - call.grant!.t) > call.ttl) stats.renewedHolds = (stats.renewedHolds ?? 0) + 1;
   }
   for (const f of faults) stats[`fault:${f.kind}`] = (stats[`fault:${f.kind}`] ?? 0) + 1;
+  for (const e of events) {
+    const lost = e.ev === 'fault' && e.kind === 'cutReply' ? /^(\d+) replies lost/.exec(String(e.detail ?? '')) : null;
+    if (lost) stats.repliesLost = (stats.repliesLost ?? 0) + Number(lost[1]);
+  }
 
   const firstAt = violations.length
     ? Math.min(...violations.map((v) => Math.max(...v.calls.map((c) => c.grant?.t ?? c.endT ?? c.callT), t0)))

@@ -82,6 +82,12 @@ function supports(topology: TopologyName): { permits: boolean; read: boolean; fa
 }
 
 const TTL = fc.constantFrom(200, 300, 400, 600);
+/**
+ * Redlock also takes some locks with a long ttl, where the per-master bound (a tenth of the ttl,
+ * at most 1 s) reaches the 1 s bound of a whole call: a down master must still cost nothing there.
+ * (Released at the end of their hold; the run waits out the longest ttl before its final probe.)
+ */
+const REDLOCK_TTL = fc.oneof({ weight: 3, arbitrary: TTL }, { weight: 1, arbitrary: fc.constant(10_000) });
 /** `arbitrary` one time in `every`, else null (fc.option's freq is the other way round). */
 const sometimes = <T>(every: number, arbitrary: fc.Arbitrary<T>): fc.Arbitrary<T | null> =>
   fc.oneof({ weight: every - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary });
@@ -163,7 +169,7 @@ function opArb(topology: TopologyName, depth: number): fc.Arbitrary<Op> {
     .record({
       shape: shapeArb(topology),
       via: VIA,
-      ttl: TTL,
+      ttl: topology === 'redlock' ? REDLOCK_TTL : TTL,
       wait: fc.oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 5, arbitrary: fc.integer({ min: 100, max: 3_000 }) }),
       holdMs: HOLD,
       step: fc.integer({ min: 15, max: 60 }),
@@ -245,9 +251,51 @@ export function workerOps(topology: TopologyName, seed: number, app: number, wor
   })[0] as Op[];
 }
 
+/**
+ * Dedicated fair apps: on these topologies every client process also runs an app (its own
+ * LockService, so its own connection) with a worker per role:
+ *   0  fair locks on FAIR_KEYS only, with holds long enough to span a fault's start: handoffs by a
+ *      fair release happen while the waiter sleeps between attempts (in a mixed app it is mostly
+ *      inside an attempt queued behind other workers' calls, a different path), also during a
+ *      frozen replica;
+ *   1  a stream of readers of the first read-write key (long holds, no idle time): with the other
+ *      apps' streams, readers overlap continuously...
+ *   2  ...while a fair writer waits for that key (writers must not starve).
+ */
+export const FAIR_KEYS = ['fair:1', 'fair:}2'];
+
+/** Workers per dedicated fair app (0: none). */
+export function fairAppWorkers(topology: TopologyName): number {
+  return topology === 'sentinel' || topology === 'single' ? 3 : 0;
+}
+
+/** The operation list of worker `worker` (its role) of a dedicated fair app. */
+export function fairWorkerOps(topology: TopologyName, seed: number, app: number, worker: number, count = 200): Op[] {
+  const streamKey = keySpace(topology).readWrite[0];
+  const base = {
+    via: fc.constantFrom<Op['via']>('acquire', 'withLock'),
+    ttl: TTL,
+    step: fc.integer({ min: 15, max: 60 }),
+  };
+  const op: fc.Arbitrary<Op> =
+    worker % 3 === 0
+      ? fc
+          .record({ ...base, key: fc.constantFrom(...FAIR_KEYS), wait: fc.integer({ min: 2_000, max: 6_000 }), holdMs: fc.integer({ min: 150, max: 1_500 }), idleMs: fc.integer({ min: 0, max: 100 }) })
+          .map(({ key, ...rest }): Op => ({ ...rest, keys: [key], fair: true }))
+      : worker % 3 === 1
+        ? fc
+            .record({ ...base, wait: fc.integer({ min: 1_000, max: 3_000 }), holdMs: fc.integer({ min: 300, max: 900 }), idleMs: fc.constant(0) })
+            .map((rest): Op => ({ ...rest, keys: [streamKey], mode: 'read' }))
+        : fc
+            .record({ ...base, wait: fc.integer({ min: 2_500, max: 6_000 }), holdMs: fc.integer({ min: 20, max: 200 }), idleMs: fc.integer({ min: 50, max: 400 }) })
+            .map((rest): Op => ({ ...rest, keys: [streamKey], fair: true }));
+  return fc.sample(fc.array(op, { minLength: count, maxLength: count }), { seed: deriveSeed(seed, 3, app, worker), numRuns: 1 })[0] as Op[];
+}
+
 export type FaultKind =
   | 'delay' // proxy: every chunk to one app delayed (often longer than the ttl)
   | 'cut' // proxy: replies held back a little, then every connection cut (ioredis re-sends)
+  | 'cutReply' // proxy: again and again, the reply of one semaphore/read acquire lost, then its connection cut
   | 'blackhole' // proxy: nothing forwarded for a while
   | 'restart' // SIGKILL a Redis server (AOF kept), start it again
   | 'pause' // SIGSTOP an app's process past its ttl, then SIGCONT
@@ -260,7 +308,7 @@ export interface Fault {
   /** ms after the start of the run. */
   at: number;
   durationMs: number;
-  /** App (process) index for network and pause faults; server index otherwise. */
+  /** App (process) index for network and pause faults (-1: every app); server index otherwise. */
   target: number;
   /** delay: latency ms; cut: number of cuts. */
   amount: number;
@@ -269,7 +317,7 @@ export interface Fault {
 export function faultKinds(topology: TopologyName): Array<[FaultKind, number]> {
   switch (topology) {
     case 'single':
-      return [['delay', 3], ['cut', 3], ['blackhole', 1], ['restart', 1], ['pause', 2]];
+      return [['delay', 3], ['cut', 3], ['cutReply', 4], ['blackhole', 1], ['restart', 1], ['pause', 2]];
     case 'redlock':
       return [['killMaster', 4], ['killMajority', 1], ['delay', 2], ['cut', 2], ['pause', 1]];
     case 'sentinel':
@@ -310,6 +358,11 @@ export function faultPlan(topology: TopologyName, seed: number, durationMs: numb
       case 'cut':
         amount = 2 + (d.amount % 5);
         duration = Math.max(duration, 1_000);
+        break;
+      case 'cutReply':
+        amount = d.amount; // seeds the hold-back times
+        duration = Math.max(duration, 2_000);
+        target = -1; // every app
         break;
       case 'pause':
         duration = 700 + (duration % 1_000); // past every ttl (max 600)

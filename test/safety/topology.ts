@@ -32,17 +32,48 @@ export interface Topology {
   /** Ports of the servers that hold data, to look for leftovers at the end. */
   dataPorts(): number[];
   /** Injects one fault and resolves when it is over (the server is back, the process resumed...). */
-  inject(fault: Fault, pauseChild: (child: number, paused: boolean) => void, mark: (edge: 'start' | 'end') => void): Promise<void>;
+  inject(fault: Fault, pauseChild: (child: number, paused: boolean) => void, mark: Mark): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** Marks a fault's window in the history (the end may say what happened: e.g. how many replies were lost). */
+export type Mark = (edge: 'start' | 'end', detail?: string) => void;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const base = (): LockModuleOptions => ({ prefix: PREFIX, pollInterval: POLL_INTERVAL, openTelemetry: false });
 
+/**
+ * A request carrying a semaphore or read-lock acquire: EVALSHA whose first key is a permits or
+ * readers set and whose keys include a fence counter (extend and release carry no fence key).
+ * Returns the owner token of the first one in the chunk (ARGV[1]), or undefined.
+ */
+export function sharedAcquireRequest(chunk: Buffer): string | undefined {
+  return evalRequests(chunk).find(({ keys }) => /:(permits|readers)$/.test(keys[0] ?? '') && keys.some((key) => key.endsWith(':fence')))?.token;
+}
+
+/** The fence counters named by the acquire requests (EVALSHA) in a chunk. */
+function fenceKeysOf(chunk: Buffer): string[] {
+  return evalRequests(chunk).flatMap(({ keys }) => keys.filter((key) => key.endsWith(':fence')));
+}
+
+/** The keys and first argument of every EVALSHA / EVAL request in a chunk of RESP. */
+function evalRequests(chunk: Buffer): Array<{ keys: string[]; token: string }> {
+  const parts = chunk.toString('latin1').split('\r\n');
+  const found: Array<{ keys: string[]; token: string }> = [];
+  for (let i = 0; i + 6 < parts.length; i++) {
+    if (!/^eval(sha)?$/i.test(parts[i])) continue;
+    // EVALSHA, $40, sha, $n, numkeys, $len, key1, $len, key2, ..., $len, arg1
+    const count = Number(parts[i + 4]) || 0;
+    found.push({ keys: Array.from({ length: count }, (_, k) => parts[i + 6 + 2 * k] ?? ''), token: parts[i + 6 + 2 * count] ?? '' });
+  }
+  return found;
+}
+
 /** Network faults on one app's proxies. */
-async function networkFault(proxies: TcpProxy[], fault: Fault, mark: (edge: 'start' | 'end') => void): Promise<void> {
+async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark): Promise<void> {
   mark('start');
+  let detail: string | undefined;
   try {
     if (fault.kind === 'delay') {
       for (const proxy of proxies) proxy.setLatency(fault.amount, 'toClient');
@@ -50,6 +81,56 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: (edge: 'sta
     } else if (fault.kind === 'blackhole') {
       for (const proxy of proxies) proxy.blackhole(true);
       await sleep(fault.durationMs);
+    } else if (fault.kind === 'cutReply') {
+      // Again and again, on every proxy given (on a single Redis: every app's), on its own: the
+      // reply of a semaphore or read acquire is held back (the acquire ran in Redis), until another
+      // app sends an acquire naming the same fence counter (or a random while passes), and a
+      // moment later the connection is cut with the reply. ioredis re-sends the attempt after the
+      // others went on taking the key: it must answer with the fence it was given.
+      const until = Date.now() + fault.durationMs;
+      let lost = 0;
+      let contended = 0;
+      // An attempt loses its reply once: its re-sent copy must get through, or the caller just
+      // times out (nothing to check then).
+      const tokens = new Set<string>();
+      const match = (chunk: Buffer) => {
+        const token = sharedAcquireRequest(chunk);
+        return token !== undefined && !tokens.has(token);
+      };
+      await Promise.all(
+        proxies.map(async (proxy, i) => {
+          let roll = fault.amount + 7_919 * i;
+          while (Date.now() < until) {
+            roll = (roll * 1_103_515_245 + 12_345) % 2_147_483_648;
+            const hit = await Promise.race([proxy.loseReply(match), sleep(until - Date.now()).then(() => undefined)]);
+            proxy.disarm();
+            if (!hit) break;
+            tokens.add(sharedAcquireRequest(hit.request) as string);
+            const fences = fenceKeysOf(hit.request);
+            const others = await new Promise<boolean>((resolve) => {
+              const stops: Array<() => void> = [];
+              let settled = false;
+              const done = (seen: boolean) => {
+                if (settled) return;
+                settled = true;
+                clearTimeout(timer);
+                stops.forEach((stop) => stop());
+                setTimeout(() => resolve(seen), seen ? 5 + (roll % 20) : 0);
+              };
+              const timer = setTimeout(() => done(false), 20 + (roll % 150));
+              for (const other of proxies) {
+                if (other === proxy) continue;
+                stops.push(other.watchRequests((chunk) => fenceKeysOf(chunk).some((key) => fences.includes(key)) && done(true)));
+              }
+            });
+            hit.cut();
+            lost++;
+            if (others) contended++;
+            await sleep(20 + (roll % 100));
+          }
+        }),
+      );
+      detail = `${lost} replies lost (${contended} while another app asked for the key)`;
     } else if (fault.kind === 'cut') {
       // Replies are held back a little, so a cut loses replies to commands Redis already ran:
       // ioredis re-sends them on the new connection.
@@ -66,11 +147,11 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: (edge: 'sta
       proxy.setLatency(0);
       proxy.blackhole(false);
     }
-    mark('end');
+    mark('end', detail);
   }
 }
 
-async function pauseFault(fault: Fault, pauseChild: (child: number, paused: boolean) => void, mark: (edge: 'start' | 'end') => void) {
+async function pauseFault(fault: Fault, pauseChild: (child: number, paused: boolean) => void, mark: Mark) {
   mark('start');
   pauseChild(fault.target, true);
   await sleep(fault.durationMs);
@@ -110,7 +191,8 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
             mark('end');
             return;
           }
-          return networkFault([proxies[fault.target]], fault, mark);
+          // cutReply hits every app (target -1): each loses replies while the others take the same keys.
+          return networkFault(fault.kind === 'cutReply' ? proxies : [proxies[fault.target]], fault, mark);
         },
         async stop() {
           await Promise.all(proxies.map((proxy) => proxy.close()));

@@ -9,6 +9,10 @@
  *   proxy.cutAll();          // every current connection is destroyed (the client reconnects)
  *   proxy.blackhole(true);   // connections are accepted, nothing is forwarded
  *   proxy.blackhole(false);  // the network heals: what was held back is delivered, in order
+ *   await proxy.cutAfterRequest((chunk) => chunk.includes('EVALSHA'), 50);
+ *                            // the next matching request reaches Redis, its reply is held back,
+ *                            // and 50 ms later that connection is cut: the reply is lost
+ *   const hit = await proxy.loseReply(match); hit?.cut();   // the same, cut when the caller says
  *   await proxy.close();
  *
  * The proxy behaves like TCP does: bytes of one connection are never dropped, duplicated or
@@ -27,6 +31,8 @@ export type Direction = 'both' | 'toServer' | 'toClient';
 interface Timing {
   latency(direction: 'toServer' | 'toClient'): number;
   readonly blackholed: boolean;
+  /** Sees every request chunk first; true freezes that connection's replies (see cutAfterRequest). */
+  onRequest?: (chunk: Buffer, connection: Connection) => boolean;
 }
 
 /** One direction of one connection: a FIFO of chunks, each delivered once due and at the head. */
@@ -56,13 +62,16 @@ class Pipe {
     this.pump();
   }
 
+  /** Held back for good (until the connection is cut): nothing more is delivered. */
+  frozen = false;
+
   pump(): void {
     if (this.closed) return;
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.timing.blackholed) return;
+    if (this.timing.blackholed || this.frozen) return;
     const now = Date.now();
     while (this.queue.length > 0 && this.queue[0].due <= now) {
       const { chunk } = this.queue.shift() as { due: number; chunk: Buffer };
@@ -100,7 +109,11 @@ class Connection {
     this.toClient = new Pipe(client, 'toClient', timing);
     client.setNoDelay(true);
     server.setNoDelay(true);
-    client.on('data', (chunk: Buffer) => this.toServer.push(chunk));
+    client.on('data', (chunk: Buffer) => {
+      // Armed: from the matching request on, replies on this connection are held back, then cut.
+      if (!this.toClient.frozen && timing.onRequest?.(chunk, this)) this.toClient.frozen = true;
+      this.toServer.push(chunk);
+    });
     server.on('data', (chunk: Buffer) => this.toClient.push(chunk));
     client.on('end', () => this.toServer.end());
     server.on('end', () => this.toClient.end());
@@ -133,6 +146,8 @@ export class TcpProxy {
   private latencyToServer = 0;
   private latencyToClient = 0;
   private holding = false;
+  private armed: { match: (chunk: Buffer) => boolean; fired: (hit: { request: Buffer; cut: () => void } | undefined) => void } | undefined;
+  private readonly watchers = new Set<(chunk: Buffer) => void>();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -174,6 +189,51 @@ export class TcpProxy {
   }
 
   /**
+   * Loses the reply of one request, as a network failing at the worst moment would: the next
+   * request chunk (on any connection) for which `match` is true is delivered to Redis, but from
+   * then on nothing more comes back on that connection. Resolves with that request and `cut()`,
+   * which destroys the connection with the replies held back: the client reconnects and (ioredis)
+   * re-sends the commands it never got an answer to. Resolves undefined if disarmed first (by
+   * another call, `disarm()` or `close()`).
+   */
+  loseReply(match: (chunk: Buffer) => boolean): Promise<{ request: Buffer; cut: () => void } | undefined> {
+    this.armed?.fired(undefined);
+    return new Promise((resolve) => {
+      this.armed = { match, fired: resolve };
+    });
+  }
+
+  /** The same, cutting the connection `holdMs` after the request went through; resolves true once cut. */
+  async cutAfterRequest(match: (chunk: Buffer) => boolean, holdMs: number): Promise<boolean> {
+    const hit = await this.loseReply(match);
+    if (!hit) return false;
+    await new Promise((resolve) => setTimeout(resolve, holdMs));
+    hit.cut();
+    return true;
+  }
+
+  /** Cancels a pending loseReply / cutAfterRequest (it resolves undefined / false). */
+  disarm(): void {
+    this.armed?.fired(undefined);
+    this.armed = undefined;
+  }
+
+  /** Calls `listener` with every request chunk from now on (before it is forwarded); returns a stop function. */
+  watchRequests(listener: (chunk: Buffer) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  private onRequest(chunk: Buffer, connection: Connection): boolean {
+    for (const watcher of this.watchers) watcher(chunk);
+    const armed = this.armed;
+    if (!armed || !armed.match(chunk)) return false;
+    this.armed = undefined;
+    armed.fired({ request: chunk, cut: () => connection.destroy() });
+    return true;
+  }
+
+  /**
    * `true`: connections (current and new) are accepted but nothing is forwarded either way: a hung
    * network. `false`: the network heals and what was held back is delivered, in order.
    */
@@ -201,6 +261,7 @@ export class TcpProxy {
   /** Stops listening and destroys every connection. Idempotent. */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
+      this.disarm();
       this.listener.close(() => resolve());
       this.cutAll();
     });
@@ -219,6 +280,7 @@ export class TcpProxy {
       get blackholed() {
         return proxy.holding;
       },
+      onRequest: (chunk, connection) => this.onRequest(chunk, connection),
     };
     this.connections.add(new Connection(client, server, timing, (connection) => this.connections.delete(connection)));
   }
