@@ -81,6 +81,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
   const fair = name !== 'redlock';
   const probeKeys: Array<[string, object[]]> = [
     ...space.exclusive.map((key): [string, object[]] => [key, fair ? [{}, { fair: true }] : [{}]]),
+    ...space.leader.map((key): [string, object[]] => [key, [{}]]),
     ...space.permits.map(([key, permits]): [string, object[]] => [key, [{ permits }, { permits: permits + 1 }]]),
     ...space.readWrite.map((key): [string, object[]] => [key, [{ mode: 'read' }, {}, { fair: true }]]),
   ];

@@ -19,7 +19,8 @@ export const TOPOLOGIES: readonly TopologyName[] = ['single', 'cluster', 'sentin
 
 /** One operation of a worker. Times in ms. */
 export interface Op {
-  via: 'acquire' | 'tryAcquire' | 'withLock';
+  /** `lead`: LockService.lead(key, run) campaigns; its term is recorded as an exclusive hold of the key. */
+  via: 'acquire' | 'tryAcquire' | 'withLock' | 'lead';
   keys: string[];
   permits?: number;
   mode?: 'read';
@@ -54,6 +55,8 @@ export interface KeySpace {
   permits: Array<[string, number]>;
   /** Read-write keys: readers, plain and fair writers. */
   readWrite: string[];
+  /** Leader election keys (exclusive only): every term is an exclusive hold, its epoch the fence. */
+  leader: string[];
 }
 
 /**
@@ -63,7 +66,8 @@ export interface KeySpace {
  */
 export function keySpace(topology: TopologyName): KeySpace {
   const exclusive = ['acct:1', 'acct:2', '}order:42', '{a}b', 'x}{y', 'line\nbreak', 'lock-🔒'];
-  if (topology === 'redlock') return { exclusive, permits: [], readWrite: [] };
+  const leader = ['leader:job'];
+  if (topology === 'redlock') return { exclusive, permits: [], readWrite: [], leader };
   return {
     exclusive,
     permits: [
@@ -72,6 +76,7 @@ export function keySpace(topology: TopologyName): KeySpace {
       ['sem:3', 3],
     ],
     readWrite: ['catalog', 'doc:}{📄'],
+    leader,
   };
 }
 
@@ -106,7 +111,7 @@ interface Shape {
   mode?: 'read';
   fair?: boolean;
   /** Which kind of key, to pick a matching nested call. */
-  kind: 'exclusive' | 'permits' | 'read' | 'writer';
+  kind: 'exclusive' | 'permits' | 'read' | 'writer' | 'leader';
   /** A permits number differing from the key's agreed one (must get LockConfigError, or wait). */
   mismatch?: boolean;
 }
@@ -125,6 +130,11 @@ function shapeArb(topology: TopologyName): fc.Arbitrary<Shape> {
       arbitrary: fc
         .uniqueArray(fc.constantFrom(...space.exclusive), { minLength: 2, maxLength: 3 })
         .map((keys) => ({ keys, kind: 'exclusive' as const })),
+    },
+    {
+      // A leader election: campaign, lead for a while (renewed), resign.
+      weight: 1,
+      arbitrary: fc.constantFrom(...space.leader).map((key) => ({ keys: [key], kind: 'leader' as const })),
     },
   ];
   if (can.fair) {
@@ -185,12 +195,13 @@ function opArb(topology: TopologyName, depth: number): fc.Arbitrary<Op> {
     .map((r): Op => {
       const s = r.shape;
       // A fair writer is one key, exclusive, and waits (tryAcquire has nothing to be fair about).
-      const via = s.fair && r.via === 'tryAcquire' ? 'acquire' : r.via;
+      const via: Op['via'] = s.kind === 'leader' ? 'lead' : s.fair && r.via === 'tryAcquire' ? 'acquire' : r.via;
       const op: Op = {
         via,
         keys: s.keys,
         ttl: r.ttl,
-        wait: s.fair ? Math.max(r.wait, 1_500) : r.wait,
+        // A fair waiter, or a campaign (for this long before it stops), waits a while.
+        wait: s.fair || s.kind === 'leader' ? Math.max(r.wait, 1_500) : r.wait,
         holdMs: r.holdMs,
         step: r.step,
         idleMs: r.idleMs,
@@ -200,6 +211,11 @@ function opArb(topology: TopologyName, depth: number): fc.Arbitrary<Op> {
       if (s.permits !== undefined) op.permits = s.permits;
       if (s.mode) op.mode = s.mode;
       if (s.fair) op.fair = true;
+      if (s.kind === 'leader') {
+        // A term: renewed by the lease keeper, maybe blocked; no extend, early release or nesting.
+        if (r.block && depth === 0) [op.blockAt, op.blockMs] = [Math.floor(r.block[0] * r.holdMs), r.block[1]];
+        return op;
+      }
       if (r.extend) [op.extendAt, op.extendTtl] = [Math.floor(r.extend[0] * r.holdMs), r.extend[1]];
       if (r.release) op.releaseAt = Math.floor(r.release * r.holdMs);
       if (r.abortAfter !== null && via !== 'tryAcquire' && op.wait > 0) op.abortAfter = r.abortAfter;
