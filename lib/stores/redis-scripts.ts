@@ -144,6 +144,18 @@ end
  * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, ms until it may be free}.
  */
 export const ACQUIRE_SCRIPT = `
+local single = #KEYS == 7
+local first_holder
+if single then
+  first_holder = redis.call('GET', KEYS[1])
+  if not first_holder and redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]) == 0 then
+    -- One free key with no trace of any other mode, no legacy counter, nobody waiting: the common
+    -- case, decided before the helpers below are even defined (each call would build them anew).
+    local fence = redis.call('INCR', KEYS[2])
+    redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
+    return {1, fence}
+  end
+end
 ${SHARED_HOLDERS}
 ${NEXT_FENCE}
 ${LOCK_VALUE}
@@ -153,7 +165,12 @@ local mine = {}
 local other = {}
 for i = 1, n do
   local base = 7 * (i - 1)
-  local holder = redis.call('GET', KEYS[base + 1])
+  local holder
+  if single then
+    holder = first_holder
+  else
+    holder = redis.call('GET', KEYS[base + 1])
+  end
   if holder then
     mine[i] = fence_if_mine(holder, ARGV[1])
     if not mine[i] then
@@ -163,7 +180,8 @@ for i = 1, n do
       end
       return {0, i, redis.call('PTTL', KEYS[base + 1])}
     end
-  elseif redis.call('EXISTS', KEYS[base + 3], KEYS[base + 4], KEYS[base + 5], KEYS[base + 6], KEYS[base + 7]) > 0 then
+  elseif single or redis.call('EXISTS', KEYS[base + 3], KEYS[base + 4], KEYS[base + 5], KEYS[base + 6], KEYS[base + 7]) > 0 then
+    -- (A single free key got here only because that EXISTS above found something.)
     other[i] = true
     local shared_until = live_until(KEYS[base + 5]) or live_until(KEYS[base + 7])
     if shared_until then
