@@ -278,10 +278,14 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         let failure: unknown;
         let grant: { fences: number[]; leaseStart: number } | undefined;
         if (waiter?.grantedFence !== undefined) {
-          // A fair release handed the key to us; the lease began no earlier than our last busy attempt.
-          grant = { fences: [waiter.grantedFence], leaseStart: lastBusySentAt };
+          // A fair release handed the key to us, but the message alone does not say when: it comes
+          // on another connection, so a busy attempt of ours may have run after that grant (which
+          // had then already run out) and moved lastBusySentAt past it. Only an attempt can tell:
+          // it answers "granted earlier" while the grant is still ours, and then the grant came
+          // after our last busy attempt ran (else that attempt would have found it ours).
           waiter.grantedFence = undefined;
-        } else {
+        }
+        {
           waiter?.consumeWake();
           const sentAt = monotonicNow();
           let outcome: AcquireOutcome | undefined;
