@@ -5,8 +5,9 @@
  * (free port, never 6379) that is stopped at the end. Prints a table per scenario and writes the
  * same to BENCHMARKS.md. Needs the built library (dist/) and node --expose-gc.
  *
- *   node --expose-gc bench/run.mjs [--quick]     (--quick: a tenth of the work, for a smoke test;
- *                                                  does not write BENCHMARKS.md)
+ *   node --expose-gc bench/run.mjs [--quick] [--only A,G]
+ *     --quick: a tenth of the work, for a smoke test; does not write BENCHMARKS.md
+ *     --only:  run only these scenarios (A, Acold, B, C, D, E, F, G, R); does not write BENCHMARKS.md
  */
 import 'reflect-metadata';
 import fs from 'node:fs';
@@ -17,9 +18,10 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { LockModule, LockService, WithLock } from 'nestjs-redis-lock';
 import { oursAdapter, oursFairAdapter, rawAdapter, redlockAdapter, semaphoreAdapter } from './adapters.mjs';
-import { clientRequests, now, percentile } from './measure.mjs';
+import { clientRequests, counterDelta, counters, now, percentile } from './measure.mjs';
 import { fmt, ratio, table } from './report.mjs';
 import { RedisServer, redisServerVersion } from './redis-server.mjs';
+import { coldPairs, garbage, redlockDown } from './extra.mjs';
 import {
   C_HOLD_MS,
   C_OFF_LOCK_MS,
@@ -37,6 +39,19 @@ import {
 } from './scenarios.mjs';
 
 const QUICK = process.argv.includes('--quick');
+const ALL_SCENARIOS = ['A', 'Acold', 'B', 'C', 'D', 'E', 'F', 'G', 'R'];
+const onlyArg = (() => {
+  const i = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (i < 0) return undefined;
+  const value = process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
+  const list = (value ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const unknown = list.filter((x) => !ALL_SCENARIOS.includes(x));
+  if (unknown.length > 0 || list.length === 0) throw new Error(`--only takes a comma-separated list of ${ALL_SCENARIOS.join(', ')}; got "${value}"`);
+  return new Set(list);
+})();
+/** Whether a scenario runs in this invocation. */
+const want = (name) => !onlyArg || onlyArg.has(name);
+const WRITE_REPORT = !QUICK && !onlyArg;
 const scale = (n) => (QUICK ? Math.max(1, Math.round(n / 10)) : n);
 const SIZE = {
   A: scale(10_000),
@@ -51,6 +66,11 @@ const SIZE = {
   F: scale(800),
   F_WORKERS: 16,
   F_PERMITS: 4,
+  G: scale(100_000),
+  R_PAIRS: scale(500),
+  R_PROBES: QUICK ? 5 : 20,
+  COLD_PAIRS: 1_000,
+  COLD_ROUNDS: QUICK ? 1 : 5,
 };
 /** A and B are split into rounds, the libraries taking turns (rotating who goes first): the machine's drift hits all alike. */
 const ROUNDS = 10;
@@ -119,7 +139,7 @@ async function main(resources) {
   await Promise.all(resources.clients.map((redis) => redis.ping()));
 
   const libs = [raw, semaphore, redlock, ours];
-  const results = { A: {}, B: {}, C: {}, D: undefined, E: {}, F: {} };
+  const results = { A: undefined, Acold: undefined, B: undefined, C: undefined, D: undefined, E: undefined, F: undefined, G: undefined, R: undefined };
   /** F runs only the libraries with a counting semaphore; redis-semaphore (Semaphore) is its reference. */
   const semaphoreLibs = [semaphore, ours];
 
@@ -133,29 +153,54 @@ async function main(resources) {
   await admin.flushall();
 
   // A: serial --------------------------------------------------------------------------------
+  if (want('A')) {
+  results.A = {};
   log(`A: serial, ${SIZE.A} acquire+release per library`);
   const aKeys = randomKeys('a', SIZE.A);
-  const aAcc = new Map(libs.map((lib) => [lib, { elapsed: 0, latencies: [] }]));
+  const aAcc = new Map(libs.map((lib) => [lib, { elapsed: 0, latencies: [], server: 0, client: 0, perCommand: {}, rounds: [] }]));
   for (let r = 0; r < ROUNDS; r++) {
     const part = aKeys.slice((r * SIZE.A) / ROUNDS, ((r + 1) * SIZE.A) / ROUNDS);
     for (const lib of rotate(libs, r)) {
       gc();
+      const before = await counters(admin);
       const { elapsed, latencies } = await serialPairs(lib, part);
+      const delta = counterDelta(before, await counters(admin));
       const acc = aAcc.get(lib);
       acc.elapsed += elapsed;
       acc.latencies.push(...latencies);
+      acc.rounds.push((latencies.length / elapsed) * 1000);
+      acc.server += delta.server;
+      acc.client += delta.client;
+      for (const [cmd, n] of Object.entries(delta.perCommand)) acc.perCommand[cmd] = (acc.perCommand[cmd] ?? 0) + n;
     }
   }
   for (const [lib, acc] of aAcc) {
+    const pairs = acc.latencies.length;
     results.A[lib.name] = {
-      opsPerSec: (acc.latencies.length / acc.elapsed) * 1000,
+      opsPerSec: (pairs / acc.elapsed) * 1000,
+      medianRoundOpsPerSec: percentile(acc.rounds, 0.5),
       p50: percentile(acc.latencies, 0.5),
       p99: percentile(acc.latencies, 0.99),
+      cmdsPerPair: acc.server / pairs,
+      reqPerPair: acc.client / pairs,
+      perCommand: Object.fromEntries(Object.entries(acc.perCommand).map(([cmd, n]) => [cmd, n / pairs])),
     };
   }
+  log(`  ${JSON.stringify(results.A)}`);
   await admin.flushall();
+  }
+
+  // A cold: fresh processes ----------------------------------------------------------------------
+  if (want('Acold')) {
+    log(`A cold: first ${SIZE.COLD_PAIRS} pairs in a fresh process, ${SIZE.COLD_ROUNDS} rounds per library`);
+    results.Acold = await coldPairs(libs.map((lib) => lib.name), { url: server.url, pairs: SIZE.COLD_PAIRS, rounds: SIZE.COLD_ROUNDS });
+    log(`  ${JSON.stringify(results.Acold)}`);
+    await admin.flushall();
+  }
 
   // B: concurrent ------------------------------------------------------------------------------
+  if (want('B')) {
+  results.B = {};
   log(`B: ${SIZE.B_LOOPS} concurrent loops, ${SIZE.B} pairs per library`);
   const bAcc = new Map(libs.map((lib) => [lib, { elapsed: 0, latencies: [] }]));
   const perRound = SIZE.B / ROUNDS;
@@ -179,9 +224,12 @@ async function main(resources) {
     };
   }
   await admin.flushall();
+  }
 
   // C: contended -------------------------------------------------------------------------------
   const oursFair = oursFairAdapter(locks);
+  if (want('C')) {
+  results.C = {};
   try {
     await contended(oursFair, { workers: 8, total: 40, key: 'warm-fair' });
   } catch (error) {
@@ -201,8 +249,10 @@ async function main(resources) {
     }
   }
   await admin.flushall();
+  }
 
   // D: decorator ---------------------------------------------------------------------------------
+  if (want('D')) {
   log(`D: @WithLock vs withLock, ${SIZE.D} calls each`);
   gc();
   results.D = await decoratorOverhead(
@@ -214,8 +264,11 @@ async function main(resources) {
     { calls: SIZE.D },
   );
   await admin.flushall();
+  }
 
   // E: scale -------------------------------------------------------------------------------------
+  if (want('E')) {
+  results.E = {};
   for (const lib of libs) {
     log(`E: ${SIZE.E} locks held at once, ttl ${SIZE.E_TTL}, ${SIZE.E_WINDOW} ms window: ${lib.name}`);
     results.E[lib.name] = await manyHeld(lib, {
@@ -227,9 +280,12 @@ async function main(resources) {
     });
     await admin.flushall();
   }
+  }
   results.ourLeaseStatsAtEnd = locks.leaseStats;
 
   // F: semaphore ---------------------------------------------------------------------------------
+  if (want('F')) {
+  results.F = {};
   // Warm-up right before: the whole F workload once per library, unmeasured (a short warm-up left
   // ours' first measured run at about twice the CPU per acquisition of later ones: JIT).
   log(`F: warm-up, ${SIZE.F} acquisitions per library`);
@@ -249,6 +305,25 @@ async function main(resources) {
     });
   }
   await admin.flushall();
+  }
+
+  // G: garbage -----------------------------------------------------------------------------------
+  if (want('G')) {
+    results.G = {};
+    for (const lib of libs) {
+      log(`G: ${SIZE.G} distinct keys locked and released once: ${lib.name}`);
+      results.G[lib.name] = await garbage(lib, { count: SIZE.G, admin });
+      log(`  ${JSON.stringify(results.G[lib.name])}`);
+    }
+    await admin.flushall();
+  }
+
+  // R: Redlock with a master down ------------------------------------------------------------------
+  if (want('R')) {
+    log(`R: Redlock over 3 masters (all up, one hung, one down), ${SIZE.R_PAIRS} free-key acquisitions and ${SIZE.R_PROBES} busy probes per phase`);
+    results.R = await redlockScenario(resources);
+    log(`  ${JSON.stringify(results.R)}`);
+  }
 
   const elapsedS = (now() - t0) / 1000;
   const env = {
@@ -271,7 +346,7 @@ async function main(resources) {
   };
   const markdown = render(results, env);
   console.log(markdown);
-  if (!QUICK) {
+  if (WRITE_REPORT) {
     fs.writeFileSync(BENCHMARKS_MD, `${markdown}\n${analysisSection()}`);
     log(`wrote ${BENCHMARKS_MD}`);
   }
@@ -292,8 +367,8 @@ const PEERS = ['redis-semaphore', 'redlock'];
 
 function render(results, env) {
   const out = [];
-  const { A, B, C, D, E, F } = results;
-  const names = Object.keys(A);
+  const { A, B, C, D, E, F, G, R, Acold } = results;
+  const names = Object.keys(A ?? B ?? G ?? Acold ?? {});
   out.push('# Benchmarks');
   out.push('');
   out.push('Generated by `npm run bench` (bench/run.mjs): one process, one run, against a private');
@@ -317,15 +392,24 @@ function render(results, env) {
   out.push('"× raw" is each figure divided by the raw floor\'s (for ops/s higher is better, for latency lower).');
   out.push('');
 
+  if (A) {
   out.push(`## A. Serial: one loop, ${fmt.int(SIZE.A)} acquire+release pairs on random keys`);
   out.push('');
   out.push(
     table(
-      ['library', 'pairs/s', '× raw', 'p50 µs', '× raw', 'p99 µs', '× raw'],
-      names.map((n) => [n, fmt.int(A[n].opsPerSec), ratio(A[n].opsPerSec, A.raw.opsPerSec), fmt.us(A[n].p50), ratio(A[n].p50, A.raw.p50), fmt.us(A[n].p99), ratio(A[n].p99, A.raw.p99)]),
+      ['library', 'pairs/s', '× raw', 'median round pairs/s', 'p50 µs', '× raw', 'p99 µs', '× raw', 'Redis cmds/pair', 'requests/pair'],
+      names.map((n) => [n, fmt.int(A[n].opsPerSec), ratio(A[n].opsPerSec, A.raw.opsPerSec), fmt.int(A[n].medianRoundOpsPerSec), fmt.us(A[n].p50), ratio(A[n].p50, A.raw.p50), fmt.us(A[n].p99), ratio(A[n].p99, A.raw.p99), fmt.n(A[n].cmdsPerPair, 1), fmt.n(A[n].reqPerPair, 1)]),
     ),
   );
   out.push('');
+  out.push('Redis commands per pair (INFO commandstats, incl. commands run inside scripts), by command:');
+  out.push('');
+  for (const n of names) {
+    out.push(`- ${n}: ${Object.entries(A[n].perCommand).sort((a, b) => b[1] - a[1]).map(([cmd, v]) => `${cmd} ${v.toFixed(2)}`).join(', ')}`);
+  }
+  out.push('');
+  }
+  if (B) {
   out.push(`## B. Concurrent: ${SIZE.B_LOOPS} loops on distinct keys, ${fmt.int(SIZE.B)} pairs in all`);
   out.push('');
   out.push(
@@ -338,6 +422,8 @@ function render(results, env) {
   out.push(`A and B run in ${ROUNDS} equal rounds, the libraries taking turns (rotating who goes first), after a warm-up; pairs/s = all pairs / time spent in them.`);
   out.push('');
 
+  }
+  if (C) {
   out.push(`## C. Contended: one key, hold ${C_HOLD_MS} ms, ${C_OFF_LOCK_MS} ms off-lock, ${fmt.int(SIZE.C)} acquisitions, wait ${C_WAIT_MS / 1000} s`);
   out.push('');
   for (const workers of Object.keys(C)) {
@@ -386,6 +472,8 @@ function render(results, env) {
   out.push('- overlaps = times a worker entered the critical section while another was in it (in-process counter; must be 0).');
   out.push('');
 
+  }
+  if (D) {
   out.push(`## D. @WithLock('d:<0>') vs locks.withLock(key, fn): ${fmt.int(D.calls)} serial calls each, random keys`);
   out.push('');
   const dec = D.decorated;
@@ -405,6 +493,8 @@ function render(results, env) {
   out.push('The three forms are interleaved call by call (order rotating), each call timed on its own.');
   out.push('');
 
+  }
+  if (E) {
   out.push(`## E. Scale: ${fmt.int(SIZE.E)} locks held at once, ttl ${SIZE.E_TTL} ms, renewals watched for ${SIZE.E_WINDOW / 1000} s`);
   out.push('');
   out.push(
@@ -432,6 +522,8 @@ function render(results, env) {
   out.push(`- Renewals/s: ours from leaseStats.renewalsSent, the others from EVALSHA calls in INFO commandstats.`);
   out.push('');
 
+  }
+  if (F) {
   const SEM = 'redis-semaphore';
   out.push(
     `## F. Semaphore: ${SIZE.F_WORKERS} workers on one key, permits ${SIZE.F_PERMITS}, hold ${F_HOLD_MS} ms, ${F_OFF_LOCK_MS} ms off-lock, ${fmt.int(SIZE.F)} acquisitions, wait ${F_WAIT_MS / 1000} s`,
@@ -485,6 +577,8 @@ function render(results, env) {
   out.push('- Redis cmds/acq and requests/acq as in C (INFO commandstats incl. in-script commands; ioredis `sendCommand` calls).');
   out.push('');
 
+  }
+  renderExtra(out, results);
   out.push('## Targets');
   out.push('');
   out.push(table(['target', 'measured', 'result'], targets(results).map((t) => [t.what, t.value, t.met ? 'met' : '**missed**'])));
@@ -492,17 +586,17 @@ function render(results, env) {
   return out.join('\n');
 }
 
-function targets({ A, B, C, D, E, F }) {
+function targets({ A, B, C, D, E, F, G, R, Acold }) {
   const list = [];
   const add = (what, value, met) => list.push({ what, value, met });
-  for (const [label, s] of [['A', A], ['B', B]]) {
+  for (const [label, s] of [['A', A], ['B', B]].filter(([, s]) => s)) {
     const o = s[OURS].opsPerSec;
     const bestPeer = Math.max(...PEERS.map((p) => s[p].opsPerSec));
     const bestName = PEERS.find((p) => s[p].opsPerSec === bestPeer);
     add(`${label}: ops/s ≥ 0.85× raw`, `${fmt.int(o)} = ${ratio(o, s.raw.opsPerSec)} raw`, o >= 0.85 * s.raw.opsPerSec);
     add(`${label}: ops/s ≥ 0.95× best peer`, `${ratio(o, bestPeer)} ${bestName}`, o >= 0.95 * bestPeer);
   }
-  const workerCounts = Object.keys(C).map(Number).sort((a, b) => a - b);
+  const workerCounts = Object.keys(C ?? {}).map(Number).sort((a, b) => a - b);
   for (const w of workerCounts) {
     const c = C[w];
     const o = c[OURS];
@@ -520,15 +614,159 @@ function targets({ A, B, C, D, E, F }) {
     const b = C[hi][OURS].cmdsPerAcq;
     add(`C: commands/acquisition flat when workers double (${lo}→${hi}, within +10 %)`, `${fmt.n(a, 1)} → ${fmt.n(b, 1)} (${ratio(b, a)})`, b <= a * 1.1);
   }
+  if (D) {
   const dMedian = (D.decorated.medianUs / D.direct.medianUs - 1) * 100;
   const dMean = (D.decorated.meanUs / D.direct.meanUs - 1) * 100;
   add('D: @WithLock overhead < 5 % (median per call; mean in brackets)', `${fmt.n(dMedian, 1)} % = ${fmt.n(D.decorated.medianUs - D.direct.medianUs, 1)} µs (mean ${fmt.n(dMean, 1)} %)`, dMedian < 5);
-  add('E: heap per held lock < 2 KB', `${fmt.int(E[OURS].bytesPerLock)} B (after window ${fmt.int(E[OURS].bytesPerLockSteady)} B)`, E[OURS].bytesPerLock < 2048 && E[OURS].bytesPerLockSteady < 2048);
-  const f = F[OURS];
+  }
+  if (E) add('E: heap per held lock < 2 KB', `${fmt.int(E[OURS].bytesPerLock)} B (after window ${fmt.int(E[OURS].bytesPerLockSteady)} B)`, E[OURS].bytesPerLock < 2048 && E[OURS].bytesPerLockSteady < 2048);
+  const f = F?.[OURS];
   if (f) {
     add(`F: max concurrent holders ≤ ${f.permits} (permits), 0 timeouts`, `${f.maxHolders} / ${f.failures}`, f.maxHolders <= f.permits && f.failures === 0);
   }
+  extraTargets(add, { A, B, G, R, Acold });
   return list;
+}
+
+// ---------------------------------------------------------------------------------------------
+// R, G, A cold: setup and report
+// ---------------------------------------------------------------------------------------------
+
+/** Three private masters; ours (LockModule with `redlock`) and redlock 5 over them. */
+async function redlockScenario(resources) {
+  const servers = [];
+  for (let i = 0; i < 3; i++) {
+    const server = await RedisServer.start();
+    resources.extraServers.push(server);
+    servers.push(server);
+  }
+  const urls = servers.map((s) => s.url);
+  class RedlockBenchModule {}
+  Module({ imports: [LockModule.forRoot({ redlock: urls, prefix: 'rl-ours:' })] })(RedlockBenchModule);
+  const app = await NestFactory.createApplicationContext(RedlockBenchModule, { logger: ['error'] });
+  resources.extraApps.push(app);
+  const locks = app.get(LockService);
+  // Their clients: one per master; ioredis would otherwise retry a dead master's commands forever.
+  const clients = urls.map((url) => {
+    const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+    resources.clients.push(redis);
+    return redis;
+  });
+  await Promise.all(clients.map((c) => c.ping()));
+  const { default: Redlock, ResourceLockedError } = await import('redlock');
+  const redlock = new Redlock(clients, { retryCount: 0 });
+  redlock.on('error', () => undefined);
+  const ours = {
+    name: OURS,
+    acquire: (key) => locks.acquire(key, { wait: 0 }),
+    release: (lock) => lock.release(),
+    async probe(key) {
+      try {
+        return (await locks.tryAcquire(key)) === null ? 'busy' : 'acquired';
+      } catch {
+        return 'unavailable';
+      }
+    },
+  };
+  // A hung master would keep redlock's call pending for ever: bounded here at 5 s (counted as failed).
+  const bounded = (promise) =>
+    Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5_000).unref())]);
+  const theirs = {
+    name: 'redlock',
+    acquire: (key) => bounded(redlock.acquire([`rl:${key}`], 30_000)),
+    release: (lock) => bounded(lock.release()),
+    async probe(key) {
+      try {
+        await bounded(redlock.acquire([`rl:${key}`], 30_000));
+        return 'acquired';
+      } catch (error) {
+        // ExecutionError: busy when some master voted against because the resource is locked.
+        // (Each attempt's stats settle only when every master answered: bounded too.)
+        const attempts = await bounded(Promise.all(error?.attempts ?? [])).catch(() => []);
+        const locked = attempts.some((a) => [...(a?.votesAgainst?.values() ?? [])].some((e) => e instanceof ResourceLockedError));
+        return locked ? 'busy' : 'unavailable';
+      }
+    },
+  };
+  // Warm-up while all are up.
+  for (const adapter of [ours, theirs]) for (const key of randomKeys('rw', 50)) await adapter.release(await adapter.acquire(key));
+  return redlockDown([ours, theirs], { servers, pairs: SIZE.R_PAIRS, probes: SIZE.R_PROBES, held: 'r-held' });
+}
+
+function renderExtra(out, { A, Acold, G, R }) {
+  if (Acold) {
+    const names = Object.keys(Acold);
+    out.push(`## A cold. First ${fmt.int(SIZE.COLD_PAIRS)} serial pairs in a fresh process (${SIZE.COLD_ROUNDS} processes per library, rotating; medians)`);
+    out.push('');
+    out.push(
+      table(
+        ['library', 'pairs/s', '× raw', 'p50 µs', 'p99 µs', 'first pair ms'],
+        names.map((n) => [n, fmt.int(Acold[n].opsPerSec), ratio(Acold[n].opsPerSec, Acold.raw.opsPerSec), fmt.us(Acold[n].p50), fmt.us(Acold[n].p99), fmt.ms(Acold[n].firstMs)]),
+      ),
+    );
+    out.push('');
+    out.push('Timed from the first acquire after the library is set up and its connection answered (a PING, or for ours one `isLocked`).');
+    out.push('');
+  }
+  if (G) {
+    const names = Object.keys(G);
+    out.push(`## G. Garbage: ${fmt.int(SIZE.G)} distinct keys, each locked and released once (64 loops)`);
+    out.push('');
+    out.push(
+      table(
+        ['library', 'keys right after', 'keys left (leases gone)', 'of them without TTL', 'used_memory growth', 'sample key'],
+        names.map((n) => [n, fmt.int(G[n].keysRightAfter), fmt.int(G[n].keysLeft), fmt.int(G[n].persistent), `${fmt.n(G[n].growthBytes / 1e6, 2)} MB`, G[n].sample[0] ?? '—']),
+      ),
+    );
+    out.push('');
+    out.push('On an emptied Redis; used_memory after MEMORY PURGE, before and after (after keys with a TTL ran out, up to 3 s).');
+    out.push('');
+  }
+  if (R) {
+    out.push(`## R. Redlock over 3 masters: all up, one hung (SIGSTOP), one down (SIGKILL)`);
+    out.push('');
+    out.push(`${fmt.int(SIZE.R_PAIRS)} free-key acquisitions (acquire timed, then released) and ${SIZE.R_PROBES} one-try probes of a key held by the same library, per phase. Ours: \`LockModule.forRoot({ redlock: [3 urls] })\`, \`acquire(key, { wait: 0 })\` and \`tryAcquire\`; redlock 5: \`new Redlock([3 clients], { retryCount: 0 })\`.`);
+    out.push('');
+    const rows = [];
+    for (const [name, phases] of Object.entries(R)) {
+      for (const [phase, r] of Object.entries(phases)) {
+        rows.push([
+          name,
+          phase,
+          fmt.ms(r.acquireP50),
+          ratio(r.acquireP50, phases.allUp.acquireP50),
+          fmt.ms(r.acquireP99),
+          r.failures,
+          fmt.ms(r.probeP50),
+          fmt.ms(r.probeMax),
+          `${r.outcomes.busy} / ${r.outcomes.unavailable} / ${r.outcomes.acquired}`,
+        ]);
+      }
+    }
+    out.push(table(['library', 'phase', 'acquire p50 ms', '× all up', 'acquire p99 ms', 'failed', 'held-key probe p50 ms', 'probe max ms', 'busy / unavailable / acquired'], rows));
+    out.push('');
+  }
+}
+
+function extraTargets(add, { Acold, G, R }) {
+  if (Acold) {
+    const o = Acold[OURS].opsPerSec;
+    const best = Math.max(...PEERS.map((p) => Acold[p].opsPerSec));
+    add('A cold: pairs/s ≥ 0.8× best peer', ratio(o, best), o >= 0.8 * best);
+  }
+  if (G) {
+    const g = G[OURS];
+    add('G: ≤ 100 keys left, ≤ 1 MB used_memory growth', `${fmt.int(g.keysLeft)} keys, ${fmt.n(g.growthBytes / 1e6, 2)} MB`, g.keysLeft <= 100 && g.growthBytes <= 1e6);
+  }
+  if (R) {
+    const r = R[OURS];
+    for (const phase of ['hung', 'down']) {
+      if (!r[phase]) continue;
+      add(`R (${phase}): free-key acquire p50 ≤ 1.5× all-up p50`, ratio(r[phase].acquireP50, r.allUp.acquireP50), r[phase].acquireP50 <= 1.5 * r.allUp.acquireP50);
+      add(`R (${phase}): held key answers busy (never unavailable) within 300 ms`, `${r[phase].outcomes.busy}/${SIZE.R_PROBES} busy, max ${fmt.ms(r[phase].probeMax)} ms`, r[phase].outcomes.busy === r[phase].probes && r[phase].probes === SIZE.R_PROBES && r[phase].probeMax <= 300);
+    }
+  }
 }
 
 /** Hand-written analysis kept beside the bench (bench/ANALYSIS.md), appended if present. */
@@ -541,11 +779,13 @@ function analysisSection() {
 // Run, and always clean up: Nest app, every connection, the redis-server.
 // ---------------------------------------------------------------------------------------------
 
-const resources = { server: undefined, app: undefined, clients: [] };
+const resources = { server: undefined, app: undefined, clients: [], extraServers: [], extraApps: [] };
 
 async function cleanup() {
   const steps = [];
   if (resources.app) steps.push(resources.app.close().catch((e) => log(`closing the Nest app: ${e}`)));
+  for (const app of resources.extraApps) steps.push(app.close().catch((e) => log(`closing a Nest app: ${e}`)));
+  resources.extraApps = [];
   await Promise.all(steps);
   resources.app = undefined;
   await Promise.all(
@@ -553,6 +793,8 @@ async function cleanup() {
   );
   resources.clients = [];
   if (resources.server) await resources.server.stop();
+  await Promise.all(resources.extraServers.map((server) => server.stop()));
+  resources.extraServers = [];
   resources.server = undefined;
 }
 

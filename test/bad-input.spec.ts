@@ -25,6 +25,7 @@ import {
 import { lockKeyOf } from '../lib/stores/redis.store.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { ownerOf } from './support/lock-value.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
@@ -82,7 +83,7 @@ async function lockKeysLeft(redis: Redis): Promise<string[]> {
     cursor = next;
     found.push(...keys);
   } while (cursor !== '0');
-  return found.filter((key) => !key.endsWith(':fence') && !key.endsWith(':wanted') && !key.startsWith('lock:instance:')).sort();
+  return found.filter((key) => !key.endsWith(':fence') && !key.endsWith(':wanted') && !key.startsWith('lock:instance:') && key !== 'lock:fences').sort();
 }
 
 /** Collects everything the Nest logger is asked to print, at any level. */
@@ -281,7 +282,7 @@ describe('bad input', () => {
         expect(lock.keys).toEqual([key]);
         expect(await locks.isLocked(key)).toBe(true);
         expect(await other.locks.isLocked(key)).toBe(true);
-        expect(await redis.get(lockKeyOf('lock:', key))).toBe(lock.token);
+        expect(ownerOf(await redis.get(lockKeyOf('lock:', key)))).toBe(lock.token);
         expect(await other.locks.tryAcquire(key)).toBeNull();
         expect(Object.keys(lock.fences)).toEqual([key]);
         expect(lock.fences[key]).toBe(lock.fence);
@@ -314,7 +315,7 @@ describe('bad input', () => {
         expect(lock.keys).toEqual(['multi:*', 'multi:{x}', 'constructor', 'multi\nline']);
         for (const key of lock.keys) {
           expect(await other.locks.isLocked(key)).toBe(true);
-          expect(await redis.get(lockKeyOf('lock:', key))).toBe(lock.token);
+          expect(ownerOf(await redis.get(lockKeyOf('lock:', key)))).toBe(lock.token);
           expect(Object.prototype.hasOwnProperty.call(lock.fences, key)).toBe(true);
           expect(typeof lock.fences[key]).toBe('number');
         }
@@ -348,10 +349,10 @@ describe('bad input', () => {
       try {
         held.forEach((lock, i) => {
           expect([lookalikes[i], lock]).toEqual([lookalikes[i], expect.any(Lock)]);
-          // A fresh key starts its own fence counter: had it shared `coll`'s, it would be larger.
-          expect([lookalikes[i], lock!.fence]).toEqual([lookalikes[i], 1]);
+          // Its own lock, not `coll`'s (fences come from the prefix's shared counter: they only grow).
+          expect([lookalikes[i], lock!.fence > first.fence]).toEqual([lookalikes[i], true]);
         });
-        expect(await redis.get('lock:{coll}')).toBe(first.token);
+        expect(ownerOf(await redis.get('lock:{coll}'))).toBe(first.token);
         expect(await other.locks.tryAcquire(base)).toBeNull();
         for (const key of lookalikes) expect([key, await locks.isLocked(key)]).toEqual([key, true]);
         expect(first.signal.aborted).toBe(false);
@@ -893,7 +894,7 @@ describe('bad input', () => {
         // Shutting B down releases B's locks only.
         await b.close();
         bClosed = true;
-        expect(await redis.get('lock:{cross:1}')).toBe(lockA.token);
+        expect(ownerOf(await redis.get('lock:{cross:1}'))).toBe(lockA.token);
         expect(lockA.signal.aborted).toBe(false);
       } finally {
         if (!bClosed) await b.close();
@@ -905,14 +906,14 @@ describe('bad input', () => {
       const lockOther = await other.locks.acquire('cross:1', { wait: 0 });
       await expect(lockA.release()).resolves.toBeUndefined();
       await expect(lockA[Symbol.asyncDispose]()).resolves.toBeUndefined();
-      expect(await redis.get('lock:{cross:1}')).toBe(lockOther.token);
+      expect(ownerOf(await redis.get('lock:{cross:1}'))).toBe(lockOther.token);
       expect(lockOther.signal.aborted).toBe(false);
 
       const lost = await rejectionOf(() => lockA.extend());
       expect(lost).toBeInstanceOf(LockLostError);
       expect((lost as LockLostError).keys).toEqual(['cross:1']);
       expect((lost as Error).message).toMatch(/"cross:1".*already released/);
-      expect(await redis.get('lock:{cross:1}')).toBe(lockOther.token);
+      expect(ownerOf(await redis.get('lock:{cross:1}'))).toBe(lockOther.token);
       await lockOther.release();
     });
 
@@ -925,13 +926,13 @@ describe('bad input', () => {
           expect([ttl, error]).toEqual([ttl, expect.any(LockConfigError)]);
           expect((error as Error).message).toMatch(/"ttl":/);
           expect(lock.signal.aborted).toBe(false);
-          expect(await redis.get('lock:{extend:bad}')).toBe(lock.token);
+          expect(ownerOf(await redis.get('lock:{extend:bad}'))).toBe(lock.token);
         }
         expect(lock.expiresAt).toBeGreaterThanOrEqual(expiresAt - 1);
         // Several ttls later, the background renewal (with the lock's own ttl) still holds it.
         await sleep(2_500);
         expect(lock.signal.aborted).toBe(false);
-        expect(await redis.get('lock:{extend:bad}')).toBe(lock.token);
+        expect(ownerOf(await redis.get('lock:{extend:bad}'))).toBe(lock.token);
         const pttl = await redis.pttl('lock:{extend:bad}');
         expect(pttl).toBeGreaterThan(0);
         expect(pttl).toBeLessThanOrEqual(1_000);
@@ -952,7 +953,7 @@ describe('bad input', () => {
           error: `${(error as Error).name}: ${(error as Error).message}`,
           aborted: lock.signal.aborted,
           abortReason: lock.signal.aborted ? String((lock.signal.reason as Error).message) : undefined,
-          stillOurs: (await redis.get('lock:{extend:huge}')) === lock.token,
+          stillOurs: (ownerOf(await redis.get('lock:{extend:huge}'))) === lock.token,
         }).toEqual({
           error: expect.stringMatching(/^LockConfigError: .*"ttl": 1e\+21/),
           aborted: false,
@@ -977,7 +978,7 @@ describe('bad input', () => {
           tokens.add(lock.token);
         }
         const stored = await redis.mget(held.map((lock) => `lock:{${lock.keys[0]}}`));
-        expect(stored).toEqual(held.map((lock) => lock.token));
+        expect(stored).toEqual(held.map((lock) => `${lock.token}:${lock.fence}`));
         await Promise.all(held.map((lock) => lock.release()));
       }
       expect(tokens.size).toBe(1_000);
@@ -1039,7 +1040,7 @@ describe('bad input', () => {
     expect(await lockKeysLeft(redis)).toEqual([]);
     // Instance records (lock:instance:<id>) belong to the running apps, not to any lock.
     for (const key of (await redis.keys('lock:*')).filter((key) => !key.startsWith('lock:instance:'))) {
-      expect(key).toMatch(/:(fence|wanted)$/);
+      expect(key).toMatch(/(:wanted|^lock:fences)$/);
       if (key.endsWith(':wanted')) expect(await redis.pttl(key)).toBeGreaterThan(0);
       else expect(await redis.type(key)).toBe('string');
     }

@@ -6,6 +6,7 @@ import { Lock, LockLostError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { hostProcess, watchProcessFailures } from './support/process-failures.js';
+import { ownerOf } from './support/lock-value.js';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -79,7 +80,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
             stolen.push(other);
             await other.release();
           }
-          const owner = await redis.get(`lock:{${key}}`);
+          const owner = ownerOf(await redis.get(`lock:{${key}}`));
           if (owner !== lock.token) wrongOwner.push(owner);
           checks += 1;
           await delay(25);
@@ -97,7 +98,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
     // 1500 ms with a 300 ms lease cannot have been held without renewing.
     expect(appA.locks.leaseStats.renewalsSent - renewalsBefore).toBeGreaterThanOrEqual(3);
     // Free right after withLock returns.
-    expect(await redis.get(`lock:{${key}}`)).toBeNull();
+    expect(ownerOf(await redis.get(`lock:{${key}}`))).toBeNull();
     expect(token).toMatch(/^[0-9a-f]{60}$/);
     expect(await appB.locks.isLocked(key)).toBe(false);
   });
@@ -178,7 +179,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
     await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
     await expect(lock.extend(5_000)).rejects.toBeInstanceOf(LockLostError);
     await expect(lock.release()).resolves.toBeUndefined();
-    expect(await redis.get(`lock:{${key}}`)).toBe(next.token);
+    expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(next.token);
     await next.release();
   });
 
@@ -220,7 +221,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
       }
       expect(refusals.length).toBeGreaterThan(0);
       expect(refusals.every((r) => r === null)).toBe(true);
-      expect(await redis.get(lockKey)).toBe(token);
+      expect(ownerOf(await redis.get(lockKey))).toBe(token);
       expect(count('lost')).toBe(0);
 
       child.kill('SIGKILL');
@@ -228,7 +229,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
 
       // Nobody releases it: only its ttl frees it.
       const lock = await appA.locks.acquire(key, { wait: 10_000 });
-      expect(await redis.get(lockKey)).toBe(lock.token);
+      expect(ownerOf(await redis.get(lockKey))).toBe(lock.token);
       expect(lock.token).not.toBe(token);
       await lock.release();
     } finally {
@@ -261,7 +262,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
       expect(next.fence).toBeGreaterThan(lock.fence);
 
       await lock.release();
-      expect(await redis.get(`lock:{${key}}`)).toBe(next.token);
+      expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(next.token);
       await next.release();
     });
   });
@@ -329,16 +330,16 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
 
       const reason = await aborted(lock.signal);
       expect(reason).toBeInstanceOf(LockLostError);
-      expect(await redis.get(lockKey)).not.toBe(lock.token);
+      expect(ownerOf(await redis.get(lockKey))).not.toBe(lock.token);
       // Not later either: nothing of it is scheduled, and the key never comes back to our token.
       await delay(600);
       expect(app.locks.leaseStats.scheduled).toBe(0);
-      expect(await redis.get(lockKey)).not.toBe(lock.token);
+      expect(ownerOf(await redis.get(lockKey))).not.toBe(lock.token);
       // The key is free for anyone (Redis expired it during the block).
       const other = await appB.locks.tryAcquire(key);
       expect(other).not.toBeNull();
       await lock.release();
-      expect(await redis.get(lockKey)).toBe(other?.token);
+      expect(ownerOf(await redis.get(lockKey))).toBe(other?.token);
       await other?.release();
     });
   });
@@ -375,7 +376,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
         expect(stats.timers).toBe(1);
         expect(lossReasons(locks)).toEqual({});
         for (const i of [0, 1, 499, 500, 4_321, 7_777, total - 1]) {
-          expect(await redis.get(`lock:{many:${i}}`)).toBe(locks[i].token);
+          expect(ownerOf(await redis.get(`lock:{many:${i}}`))).toBe(locks[i].token);
         }
       } finally {
         for (let start = 0; start < locks.length; start += batchSize) {
@@ -400,7 +401,7 @@ describe('Lease lifecycle: automatic renewal and the lost-lock signal', () => {
       // Past the original 1000 ms lease, it is still held: the new expiry is the one watched.
       await delay(1_500);
       expect(lock.signal.aborted).toBe(false);
-      expect(await redis.get(lockKey)).toBe(lock.token);
+      expect(ownerOf(await redis.get(lockKey))).toBe(lock.token);
       await expect(lock.extend()).resolves.toBeUndefined();
       expect(await redis.pttl(lockKey)).toBeGreaterThan(1_000);
     } finally {

@@ -9,6 +9,7 @@ import {
 } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, startLockApp, type LockApp } from './support/lock-app.js';
+import { ownerOf } from './support/lock-value.js';
 
 describe('LockService on one Redis', () => {
   let server: RedisServer;
@@ -35,7 +36,7 @@ describe('LockService on one Redis', () => {
     expect(lock).toBeInstanceOf(Lock);
     expect(lock.keys).toEqual(['order:1']);
     expect(lock.token).toMatch(/^[0-9a-f]{60}$/);
-    expect(await redis.get('lock:{order:1}')).toBe(lock.token);
+    expect(ownerOf(await redis.get('lock:{order:1}'))).toBe(lock.token);
     expect(await appB.locks.isLocked('order:1')).toBe(true);
     await lock.release();
     expect(await appB.locks.isLocked('order:1')).toBe(false);
@@ -64,7 +65,7 @@ describe('LockService on one Redis', () => {
     await first.release();
     const next = await appB.locks.acquire('order:3');
     await expect(first.release()).resolves.toBeUndefined();
-    expect(await redis.get('lock:{order:3}')).toBe(next.token);
+    expect(ownerOf(await redis.get('lock:{order:3}'))).toBe(next.token);
     await next.release();
   });
 
@@ -75,7 +76,7 @@ describe('LockService on one Redis', () => {
     const next = await appB.locks.acquire('order:4', { wait: 10_000 });
     await expect(stale.extend()).rejects.toBeInstanceOf(LockLostError);
     await stale.release();
-    expect(await redis.get('lock:{order:4}')).toBe(next.token);
+    expect(ownerOf(await redis.get('lock:{order:4}'))).toBe(next.token);
     expect(next.fence).toBeGreaterThan(stale.fence);
     await next.release();
   });

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { Lock, LockNotAcquiredError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { ownerOf } from './support/lock-value.js';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -26,7 +27,7 @@ describe('Reentrancy within one async call chain', () => {
     await stopAllRedisServers();
   });
 
-  const owner = (key: string): Promise<string | null> => redis.get(`lock:{${key}}`);
+  const owner = (key: string): Promise<string | null> => redis.get(`lock:{${key}}`).then(ownerOf);
 
   it('nested withLock on the same key (wait: 0) shares the outer token and fence; freed when the outermost returns', async () => {
     const key = 're:nested';

@@ -4,6 +4,7 @@ import { RedisSentinelSet } from './support/redis-sentinel.js';
 import { stopAllRedisServers } from './support/redis-server.js';
 import { describeCoreBehaviour } from './support/core-behaviour.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { ownerOf } from './support/lock-value.js';
 
 describe('Sentinel', () => {
   let set: RedisSentinelSet;
@@ -42,7 +43,7 @@ describe('Sentinel', () => {
       // WAIT returned: the replica already has it.
       const master = await set.currentMaster();
       const replica = set.servers.find((server) => server.port !== master.port)?.client();
-      expect(await replica?.get('lock:{replicated}')).toBe(lock.token);
+      expect(ownerOf(await replica?.get('lock:{replicated}'))).toBe(lock.token);
       await replica?.quit();
       await lock.release();
       await safe.close();
@@ -76,7 +77,7 @@ describe('Sentinel', () => {
       await eventually(
         async () => {
           const lock = await other.locks.tryAcquire('failover:new').catch(() => null);
-          const onNewMaster = lock !== null && (await client.get('lock:{failover:new}')) === lock.token;
+          const onNewMaster = lock !== null && (ownerOf(await client.get('lock:{failover:new}'))) === lock.token;
           await lock?.release();
           return onNewMaster;
         },
@@ -95,7 +96,7 @@ describe('Sentinel', () => {
       if (held.signal.aborted) {
         expect(held.signal.reason).toBeInstanceOf(LockLostError);
       } else {
-        expect(await client.get('lock:{failover:held}')).toBe(held.token);
+        expect(ownerOf(await client.get('lock:{failover:held}'))).toBe(held.token);
         expect(await other.locks.tryAcquire('failover:held')).toBeNull();
       }
       await held.release();

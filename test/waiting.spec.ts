@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { ownerOf } from './support/lock-value.js';
 
 describe('waiting for a busy lock', () => {
   let server: RedisServer;
@@ -143,7 +144,7 @@ describe('fair mode', () => {
     await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
     await held.release();
     // Before the waiter has even heard of it, Redis already records it as the holder.
-    const holderToken = await redis.get(`lock:{${key}}`);
+    const holderToken = ownerOf(await redis.get(`lock:{${key}}`));
     const got = await waiting;
     expect(holderToken).toBe(got.token);
     expect(got.fence).toBe(held.fence + 1);
@@ -162,7 +163,7 @@ describe('fair mode', () => {
     await redis.zadd(`lock:{${key}}:waiting`, 1, `${'f'.repeat(32)}:30000`);
     await held.release();
     const got = await waiting;
-    expect(await redis.get(`lock:{${key}}`)).toBe(got.token);
+    expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(got.token);
     await got.release();
     expect(await redis.exists(`lock:{${key}}`)).toBe(0);
   });

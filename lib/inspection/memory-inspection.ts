@@ -23,14 +23,15 @@ export class MemoryInspection implements InspectionBackend {
     const holdsOf = (holders: Map<string, number>): RawHold[] =>
       [...holders].map(([token, expiresAt]) => ({ token, remainingMs: Math.ceil(expiresAt - now) }));
     const state: RawLockState = {
-      fence: space.fences.get(key) ?? 0,
+      // The memory store keeps a fence with exclusive holds only (one counter for the keyspace).
+      fence: space.holder(key, now)?.fence ?? 0,
       writerWaiting: (space.writerWaiting.get(key) ?? 0) > now,
       // The memory store announces every release, so it keeps no "wanted" marker.
       wanted: false,
       queueLength: space.queue(key, now).length,
     };
     const holder = space.holder(key, now);
-    if (holder) state.exclusive = { token: holder.token, remainingMs: Math.ceil(holder.expiresAt - now) };
+    if (holder) state.exclusive = { token: holder.token, remainingMs: Math.ceil(holder.expiresAt - now), fence: holder.fence };
     const semaphore = space.semaphore(key, now);
     if (semaphore) state.permits = { limit: semaphore.limit, holders: holdsOf(semaphore.holders) };
     const readers = space.liveReaders(key, now);
@@ -72,7 +73,7 @@ export class MemoryInspection implements InspectionBackend {
     space.locks.delete(key);
     space.semaphores.delete(key);
     space.readers.delete(key);
-    const fence = space.nextFence(key);
+    const fence = space.nextFence();
     space.announce({ key, releasedBy: announceToken });
     return { tokens, fence };
   }

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { clusterSlot, SlotCounters } from '../stores/cluster-slot.js';
 import { lockKeyOf } from '../stores/redis.store.js';
 import { globMatcher, heldUserKeyOf, scanPattern } from './key-layout.js';
 import {
@@ -13,8 +14,12 @@ import {
 
 type Client = Redis | Cluster;
 
-/** Keys read (and, for a forced release, written) per user key; all in the key's Cluster slot. */
-function keysOf(prefix: string, key: string): string[] {
+/**
+ * Keys read (and, for a forced release, written) per user key; all in the key's Cluster slot:
+ * the lock, the key's legacy per-key fence counter (versions before 0.2), ..., and last the shared
+ * fence counter its fences come from (see the store's fenceCounterOf).
+ */
+function keysOf(prefix: string, key: string, counterOf: (lockKey: string) => string): string[] {
   const lock = lockKeyOf(prefix, key);
   return [
     lock,
@@ -26,12 +31,13 @@ function keysOf(prefix: string, key: string): string[] {
     `${lock}:writer-waiting`,
     `${lock}:wanted`,
     `${lock}:waiting`,
+    counterOf(lock),
   ];
 }
 
 /**
  * Read-only snapshot of one key, atomic, in one round trip. KEYS as in keysOf. Returns
- * {now, holder or '', pttl, fence or '', permits [token, expiry...], permit holds [field, value...],
+ * {now, holder value ('<token>:<fence>[:w]') or '', pttl, legacy per-key fence counter or '', permits [token, expiry...], permit holds [field, value...],
  * readers, reader holds, writer-waiting pttl, wanted pttl, live fair waiters}.
  */
 const INSPECT_SCRIPT = `
@@ -64,7 +70,7 @@ const FORCE_RELEASE_SCRIPT = `
 local reply = {0}
 local holder = redis.call('GET', KEYS[1])
 if holder then
-  table.insert(reply, holder)
+  table.insert(reply, string.match(holder, '^[^:]+'))
   redis.call('DEL', KEYS[1])
 end
 for _, set in ipairs({3, 5}) do
@@ -73,7 +79,18 @@ for _, set in ipairs({3, 5}) do
   end
   redis.call('DEL', KEYS[set], KEYS[set + 1])
 end
-reply[1] = redis.call('INCR', KEYS[2])
+-- The next fence, as the acquire scripts take it: above the shared counter and above the key's
+-- legacy counter (written back while it exists), so the old holder's writes are fenced out.
+local fence = redis.call('INCR', KEYS[10])
+local legacy = redis.call('GET', KEYS[2])
+if legacy then
+  if tonumber(legacy) >= fence then
+    fence = tonumber(legacy) + 1
+    redis.call('SET', KEYS[10], fence)
+  end
+  redis.call('SET', KEYS[2], fence)
+end
+reply[1] = fence
 redis.call('PUBLISH', ARGV[1], 'r' .. ARGV[3] .. ARGV[2])
 return reply
 `;
@@ -89,12 +106,14 @@ const SCAN_COUNT = 1_000;
 /** Inspection of one Redis (standalone, Sentinel or Cluster) through an ioredis client. */
 export class RedisInspection implements InspectionBackend {
   private readonly client: Client & InspectionCommands;
+  private readonly slotCounters: SlotCounters;
 
   constructor(
     client: Client,
     private readonly prefix: string,
   ) {
     this.client = client as Client & InspectionCommands;
+    this.slotCounters = new SlotCounters(prefix);
     // Idempotent, and harmless on a client shared with the store or the user.
     client.defineCommand('nestjsRedisLockInspect', { lua: INSPECT_SCRIPT });
     client.defineCommand('nestjsRedisLockForceRelease', { lua: FORCE_RELEASE_SCRIPT });
@@ -112,8 +131,14 @@ export class RedisInspection implements InspectionBackend {
     return { state: await this.readState(key) };
   }
 
+  /** The shared fence counter of a lock key: one per prefix, or on a Cluster one per slot (as the store names it). */
+  private counterOf = (lockKey: string): string => {
+    if (!this.client.isCluster) return `${this.prefix}fences`;
+    return this.slotCounters.nameFor(clusterSlot(lockKey)) ?? `${lockKey}:fence`;
+  };
+
   async readState(key: string): Promise<RawLockState> {
-    const keys = keysOf(this.prefix, key);
+    const keys = keysOf(this.prefix, key, this.counterOf);
     const reply = await this.client.nestjsRedisLockInspect(keys.length, ...keys);
     const [now, holder, pttl, fence, permits, permitHolds, readers, readerHolds, writerWaiting, wanted, queued] = reply as [
       number,
@@ -129,18 +154,25 @@ export class RedisInspection implements InspectionBackend {
       number,
     ];
     const state: RawLockState = {
+      // The key's latest fence: its holds' fences (below), or what a legacy counter says.
       fence: fence === '' ? 0 : Number(fence),
       writerWaiting: writerWaiting !== -2,
       wanted: wanted !== -2,
       queueLength: Number(queued),
     };
-    if (holder !== '') state.exclusive = { token: holder, remainingMs: Number(pttl) };
+    if (holder !== '') {
+      // '<token>:<fence>', with ':w' when someone waits (see redis-scripts.ts).
+      const [token, holderFence] = holder.split(':');
+      state.exclusive = { token, remainingMs: Number(pttl), ...(holderFence ? { fence: Number(holderFence) } : {}) };
+    }
     const permitFences = pairs(permitHolds);
     if (permits.length > 0) {
       const limit = permitFences.get('limit');
       state.permits = { limit: limit === undefined ? undefined : Number(limit), holders: holds(permits, permitFences, Number(now)) };
     }
     if (readers.length > 0) state.readers = holds(readers, pairs(readerHolds), Number(now));
+    const held = [state.exclusive, ...(state.permits?.holders ?? []), ...(state.readers ?? [])];
+    for (const hold of held) if (hold?.fence !== undefined && hold.fence > state.fence) state.fence = hold.fence;
     return state;
   }
 
@@ -183,7 +215,7 @@ export class RedisInspection implements InspectionBackend {
   }
 
   async forceRelease(key: string, announceToken: string): Promise<{ tokens: string[]; fence: number }> {
-    const keys = keysOf(this.prefix, key);
+    const keys = keysOf(this.prefix, key, this.counterOf);
     const reply = await this.client.nestjsRedisLockForceRelease(keys.length, ...keys, `${this.prefix}released`, key, announceToken);
     return { fence: Number(reply[0]), tokens: reply.slice(1).map(String) };
   }

@@ -28,3 +28,33 @@ export function clusterSlot(key: string): number {
   }
   return crc16(bytes) % 16384;
 }
+
+/** Candidates tried before giving up on a slot (a prefix with its own `{...}` pins every name to one slot). */
+const TAG_SEARCH_LIMIT = 1 << 21;
+
+/**
+ * Names of the shared fence counters on a Cluster, one per hash slot: `<prefix>fences{<tag>}`,
+ * where `<tag>` is the first of 0, 1, 2, ... (base 36) whose name lands in that slot. Part of the
+ * key layout: every instance must find the same name for a slot, so the search order is fixed.
+ * Found lazily and remembered: covering all 16384 slots takes about 170,000 CRC16s, once.
+ */
+export class SlotCounters {
+  private readonly names = new Map<number, string>();
+  private next = 0;
+
+  constructor(private readonly prefix: string) {}
+
+  /** The counter's name for `slot`, or undefined if no candidate lands there (then use a per-key counter). */
+  nameFor(slot: number): string | undefined {
+    const known = this.names.get(slot);
+    if (known !== undefined || this.next >= TAG_SEARCH_LIMIT) return known;
+    while (this.next < TAG_SEARCH_LIMIT) {
+      const name = `${this.prefix}fences{${this.next.toString(36)}}`;
+      this.next += 1;
+      const landsIn = clusterSlot(name);
+      if (!this.names.has(landsIn)) this.names.set(landsIn, name);
+      if (landsIn === slot) return name;
+    }
+    return this.names.get(slot);
+  }
+}

@@ -4,6 +4,8 @@ import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, Sto
 interface HeldKey {
   token: string;
   expiresAt: number;
+  /** Kept with the hold: a repeated answer for this holder is its own fence, never "the counter now". */
+  fence: number;
 }
 
 interface QueuedWaiter {
@@ -20,7 +22,11 @@ function dropExpired(holders: Map<string, number>, now: number): void {
 /** Everything one prefix holds in this process: what Redis would hold for it. */
 export class MemoryKeyspace {
   readonly locks = new Map<string, HeldKey>();
-  readonly fences = new Map<string, number>();
+  /**
+   * One fence counter for the whole keyspace, as Redis keeps one per prefix: it only grows, so each
+   * key still sees strictly increasing fences, and locking many distinct keys leaves nothing behind.
+   */
+  private fenceCounter = 0;
   readonly queues = new Map<string, QueuedWaiter[]>();
   readonly listeners = new Set<(notice: ReleaseNotice) => void>();
   /** Readers of read-write locks: each reader's lease expiry. */
@@ -75,10 +81,9 @@ export class MemoryKeyspace {
     return semaphore ? Math.min(...semaphore.holders.values()) : undefined;
   }
 
-  nextFence(key: string): number {
-    const fence = (this.fences.get(key) ?? 0) + 1;
-    this.fences.set(key, fence);
-    return fence;
+  nextFence(): number {
+    this.fenceCounter += 1;
+    return this.fenceCounter;
   }
 
   /** Drops queued waiters that stopped refreshing their place, and returns the queue. */
@@ -93,8 +98,8 @@ export class MemoryKeyspace {
   handOver(key: string, releasedBy: string, now: number): void {
     const next = this.queue(key, now).shift();
     if (next) {
-      this.locks.set(key, { token: next.token, expiresAt: now + next.ttl });
-      const fence = this.nextFence(key);
+      const fence = this.nextFence();
+      this.locks.set(key, { token: next.token, expiresAt: now + next.ttl, fence });
       this.announce({ key, releasedBy: next.token, grantedTo: { token: next.token, fence } });
     } else {
       this.announce({ key, releasedBy });
@@ -138,16 +143,17 @@ export class MemoryLockStore implements LockStore {
     if (intent.fair) {
       const key = keys[0];
       const holder = space.holder(key, now);
-      if (holder?.token === token) return { acquired: true, fences: [space.fences.get(key) ?? 0], grantedEarlier: true };
+      if (holder?.token === token) return { acquired: true, fences: [holder.fence], grantedEarlier: true };
       const queue = space.queue(key, now);
       const shared = holder ? undefined : space.sharedUntil(key, now);
       // A fair writer kept out by shared holders keeps new ones out in turn, like any writer.
       if (shared !== undefined && intent.announceFor > 0) space.writerWaiting.set(key, now + intent.announceFor);
       if (!holder && shared === undefined && (queue.length === 0 || queue[0].token === token)) {
         if (queue.length > 0) queue.shift();
-        space.locks.set(key, { token, expiresAt: now + ttl });
+        const fence = space.nextFence();
+        space.locks.set(key, { token, expiresAt: now + ttl, fence });
         space.writerWaiting.delete(key);
-        return { acquired: true, fences: [space.nextFence(key)] };
+        return { acquired: true, fences: [fence] };
       }
       const place = queue.find((waiter) => waiter.token === token);
       if (place) place.goneAt = now + intent.fair.presenceTtl;
@@ -166,11 +172,15 @@ export class MemoryLockStore implements LockStore {
         return { acquired: false, busyKey: key, busyForMs: Math.ceil(shared - now) };
       }
     }
-    for (const key of keys) {
-      space.locks.set(key, { token, expiresAt: now + ttl });
-      space.writerWaiting.delete(key);
-    }
-    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+    return {
+      acquired: true,
+      fences: keys.map((key) => {
+        const fence = space.nextFence();
+        space.locks.set(key, { token, expiresAt: now + ttl, fence });
+        space.writerWaiting.delete(key);
+        return fence;
+      }),
+    };
   }
 
   private acquireRead(keys: readonly string[], token: string, ttl: number, now: number): AcquireOutcome {
@@ -185,7 +195,7 @@ export class MemoryLockStore implements LockStore {
       readers.set(token, now + ttl);
       space.readers.set(key, readers);
     }
-    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+    return { acquired: true, fences: keys.map(() => space.nextFence()) };
   }
 
   private acquirePermits(keys: readonly string[], token: string, ttl: number, permits: number, now: number): AcquireOutcome {
@@ -203,7 +213,7 @@ export class MemoryLockStore implements LockStore {
       semaphore.holders.set(token, now + ttl);
       space.semaphores.set(key, semaphore);
     }
-    return { acquired: true, fences: keys.map((key) => space.nextFence(key)) };
+    return { acquired: true, fences: keys.map(() => space.nextFence()) };
   }
 
   /** Until when an exclusive holder or a waiting writer keeps shared holders out, if one does. */
@@ -231,7 +241,7 @@ export class MemoryLockStore implements LockStore {
         return true;
       }
       if (!keys.every((key) => this.space.holder(key, now)?.token === token)) return false;
-      for (const key of keys) this.space.locks.set(key, { token, expiresAt: now + ttl });
+      for (const key of keys) (this.space.holder(key, now) as HeldKey).expiresAt = now + ttl;
       return true;
     });
   }

@@ -3,10 +3,64 @@
  * reloaded after a Redis restart wipes the script cache). Each runs atomically, so "check the owner,
  * then act" can never interleave with another client.
  *
- * Key layout per user key K: the lock `<prefix>{K}` holds the owner token with a PX lease; the
- * fence counter `<prefix>{K}:fence` never expires, so every new holder's fence is larger than any
- * earlier one's. The braces make both hash to the same Redis Cluster slot.
+ * Key layout per user key K: the lock `<prefix>{K}` holds `<owner token>:<fence>` with a PX lease
+ * (the fence is kept with the hold, so an attempt re-sent after a lost reply answers with its own
+ * fence). Fences come from a bounded set of shared counters that never expire: one per prefix on a
+ * single Redis (`<prefix>fences`), one per hash slot on a Cluster (`<prefix>fences{<tag>}`, the
+ * tag chosen so the counter shares the lock key's slot). A counter shared by several keys only
+ * ever grows, so each key still sees strictly increasing fences. Versions before 0.2 kept one
+ * counter per key, `<prefix>{K}:fence`: while such a legacy counter exists, a new fence is also
+ * above it and written back to it (see next_fence), so nothing handed out earlier is shadowed.
  */
+
+/**
+ * Shared Lua: `next_fence(counter, legacy, check_legacy)`: INCR of the shared counter, raised
+ * above the key's legacy per-key counter when one exists (and the counter raised with it, so it
+ * stays the maximum); the legacy counter is bumped to the new fence, so an instance of an earlier
+ * version, which INCRs it, stays above every fence handed out here. `check_legacy` false means the
+ * caller already knows the legacy counter does not exist.
+ */
+const NEXT_FENCE = `
+local function next_fence(counter, legacy, check_legacy)
+  local fence = redis.call('INCR', counter)
+  if check_legacy then
+    local old = redis.call('GET', legacy)
+    if old then
+      old = tonumber(old)
+      if old >= fence then
+        fence = old + 1
+        redis.call('SET', counter, fence)
+      end
+      redis.call('SET', legacy, fence)
+    end
+  end
+  return fence
+end
+`;
+
+/**
+ * Shared Lua on exclusive lock values `<token>:<fence>[:w]`. `fence_if_mine(value, token)`: the
+ * fence kept in the value if `token` holds it (the value starts with exactly `<token>:`), else nil.
+ * `flag_wanted(lock, value)`: appends `:w` ("someone waits for this key") to the current holder's
+ * value, keeping its expiry, so its release announces itself without looking up the marker key.
+ * Values of another layout (a plain token, written by versions before 0.2) are left untouched.
+ */
+const LOCK_VALUE = `
+local function fence_if_mine(value, token)
+  if value and string.sub(value, 1, #token + 1) == token .. ':' then
+    return tonumber(string.match(value, '^%d+', #token + 2))
+  end
+  return nil
+end
+local function flag_wanted(lock, value)
+  if value and string.find(value, ':', 1, true) and string.sub(value, -2) ~= ':w' then
+    local ttl = redis.call('PTTL', lock)
+    if ttl > 0 then
+      redis.call('SET', lock, value .. ':w', 'PX', ttl)
+    end
+  end
+end
+`;
 
 /** Shared Lua: Redis server time in ms, as `now`. */
 const SERVER_NOW = `
@@ -60,12 +114,12 @@ local function keep_alive(set, holds, ttl)
   end
   redis.call('PEXPIRE', holds, redis.call('PTTL', set))
 end
-local function hold_in(set, holds, fence_key, token, now, ttl)
+local function hold_in(set, holds, counter, legacy, token, now, ttl)
   local fence = redis.call('HGET', holds, token)
   if fence then
     fence = tonumber(fence)
   else
-    fence = redis.call('INCR', fence_key)
+    fence = next_fence(counter, legacy, true)
     redis.call('HSET', holds, token, fence)
   end
   redis.call('ZADD', set, now + ttl, token)
@@ -74,37 +128,66 @@ end
 `;
 
 /**
- * Exclusive lock. KEYS per user key i (6 each, all in the key's Cluster slot): [6i-5] lock,
- * [6i-4] fence, [6i-3] "wanted" marker, [6i-2] readers set, [6i-1] "writer waiting" marker,
- * [6i] permits set; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] how long to mark a busy key as wanted
- * (0: the caller will not wait).
+ * Exclusive lock. KEYS per user key i (7 each, all in the key's Cluster slot): [7i-6] lock,
+ * [7i-5] shared fence counter, [7i-4] legacy per-key fence counter, [7i-3] "wanted" marker,
+ * [7i-2] readers set, [7i-1] "writer waiting" marker, [7i] permits set; ARGV[1] token, ARGV[2] ttl
+ * ms, ARGV[3] how long to mark a busy key as wanted (0: the caller will not wait).
  * All or nothing: nothing is written unless every key is free of other holders of any kind
  * (exclusive, readers, permits), or already held by this token: an attempt re-sent by ioredis
- * after a lost reply must not find itself busy. A writer kept out by shared holders marks itself
- * waiting, so new readers and permit holders queue behind it.
+ * after a lost reply must not find itself busy, and answers with the fence kept in the lock's
+ * value. A writer kept out by shared holders marks itself waiting, so new readers and permit
+ * holders queue behind it. A busy attempt marks the key wanted (the marker key, which outlives
+ * the hold, and a `:w` flag on the holder's value, read by its release); a grant made while the
+ * marker exists carries the flag. One EXISTS over the legacy counter, wanted marker, readers,
+ * writer-waiting marker and permits settles the common case (none of them: a free key, nobody
+ * waiting) in one command.
  * Returns {1, fence1, ..., fenceN} or {0, index of the busy key, ms until it may be free}.
  */
 export const ACQUIRE_SCRIPT = `
+local single = #KEYS == 7
+local first_holder
+if single then
+  first_holder = redis.call('GET', KEYS[1])
+  if not first_holder and redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]) == 0 then
+    -- One free key with no trace of any other mode, no legacy counter, nobody waiting: the common
+    -- case, decided before the helpers below are even defined (each call would build them anew).
+    local fence = redis.call('INCR', KEYS[2])
+    redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
+    return {1, fence}
+  end
+end
 ${SHARED_HOLDERS}
-local n = #KEYS / 6
+${NEXT_FENCE}
+${LOCK_VALUE}
+local n = #KEYS / 7
 local announce = tonumber(ARGV[3])
 local mine = {}
+local other = {}
 for i = 1, n do
-  local base = 6 * (i - 1)
-  local holder = redis.call('GET', KEYS[base + 1])
-  if holder == ARGV[1] then
-    mine[i] = true
-  elseif holder then
-    if announce > 0 then
-      redis.call('SET', KEYS[base + 3], '1', 'PX', announce)
-    end
-    return {0, i, redis.call('PTTL', KEYS[base + 1])}
+  local base = 7 * (i - 1)
+  local holder
+  if single then
+    holder = first_holder
   else
-    local shared_until = live_until(KEYS[base + 4]) or live_until(KEYS[base + 6])
+    holder = redis.call('GET', KEYS[base + 1])
+  end
+  if holder then
+    mine[i] = fence_if_mine(holder, ARGV[1])
+    if not mine[i] then
+      if announce > 0 then
+        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        flag_wanted(KEYS[base + 1], holder)
+      end
+      return {0, i, redis.call('PTTL', KEYS[base + 1])}
+    end
+  elseif single or redis.call('EXISTS', KEYS[base + 3], KEYS[base + 4], KEYS[base + 5], KEYS[base + 6], KEYS[base + 7]) > 0 then
+    -- (A single free key got here only because that EXISTS above found something.)
+    other[i] = true
+    local shared_until = live_until(KEYS[base + 5]) or live_until(KEYS[base + 7])
     if shared_until then
       if announce > 0 then
-        redis.call('SET', KEYS[base + 3], '1', 'PX', announce)
-        redis.call('SET', KEYS[base + 5], '1', 'PX', announce)
+        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        redis.call('SET', KEYS[base + 6], '1', 'PX', announce)
       end
       return {0, i, shared_until - server_now()}
     end
@@ -112,27 +195,36 @@ for i = 1, n do
 end
 local reply = {1}
 for i = 1, n do
-  local base = 6 * (i - 1)
-  redis.call('SET', KEYS[base + 1], ARGV[1], 'PX', ARGV[2])
-  redis.call('DEL', KEYS[base + 5])
-  if mine[i] then
-    -- This very attempt, re-sent after a lost reply (tokens are never reused). While the key is
-    -- ours no other grant of any mode can move the counter, so it still is our fence.
-    reply[i + 1] = tonumber(redis.call('GET', KEYS[base + 2]))
+  local base = 7 * (i - 1)
+  local fence = mine[i]
+  if fence then
+    -- This very attempt, re-sent after a lost reply (tokens are never reused): its own fence.
+    redis.call('PEXPIRE', KEYS[base + 1], ARGV[2])
   else
-    reply[i + 1] = redis.call('INCR', KEYS[base + 2])
+    fence = next_fence(KEYS[base + 2], KEYS[base + 3], other[i])
+    local value = ARGV[1] .. ':' .. fence
+    if other[i] then
+      redis.call('DEL', KEYS[base + 6])
+      if redis.call('EXISTS', KEYS[base + 4]) == 1 then
+        value = value .. ':w'
+      end
+    end
+    redis.call('SET', KEYS[base + 1], value, 'PX', ARGV[2])
   end
+  reply[i + 1] = fence
 end
 return reply
 `;
 
 /**
  * KEYS lock keys; ARGV[1] token, ARGV[2] ttl ms.
- * Renews only if every key is still ours; 1 renewed, 0 lost (the caller treats the lease as lost).
+ * Renews only if every key is still ours (its value starts with exactly `<token>:`); 1 renewed, 0
+ * lost (the caller treats the lease as lost).
  */
 export const EXTEND_SCRIPT = `
+local mine = ARGV[1] .. ':'
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= ARGV[1] then
+  if string.sub(redis.call('GET', KEYS[i]) or '', 1, #mine) ~= mine then
     return 0
   end
 end
@@ -143,21 +235,24 @@ return 1
 `;
 
 /**
- * KEYS[1..n] lock keys, KEYS[n+1..2n] their "wanted" markers; ARGV[1] token, ARGV[2] release
- * channel, ARGV[3..] the user keys (for the message).
- * Deletes only keys still owned by the token. A key someone is waiting for (its marker, refreshed
- * by every waiting attempt, still exists) is announced as "r<token><key>" so waiters wake at once;
- * the token lets a Redlock subscriber count one release heard from several masters once. A key
- * nobody waits for is not announced, so releases cost the other processes nothing.
+ * KEYS lock keys; ARGV[1] token, ARGV[2] release channel, ARGV[3..] the user keys (for the
+ * message).
+ * Deletes only keys still owned by the token (value starting with exactly `<token>:`). A key
+ * someone waited for during this hold, or whose "wanted" marker existed when it was granted (see
+ * ACQUIRE_SCRIPT: its value then ends in `:w`), is announced as "r<token><key>" so waiters wake at
+ * once; the token lets a Redlock subscriber count one release heard from several masters once. A
+ * key nobody waits for is not announced, so releases cost the other processes nothing. The marker
+ * key itself is left to expire: it keeps later holds of the key announcing while waiters remain.
  * Returns how many keys were released.
  */
 export const RELEASE_SCRIPT = `
-local n = #KEYS / 2
 local released = 0
-for i = 1, n do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
+local mine = ARGV[1] .. ':'
+for i = 1, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if value and string.sub(value, 1, #mine) == mine then
     redis.call('DEL', KEYS[i])
-    if redis.call('EXISTS', KEYS[n + i]) == 1 then
+    if string.sub(value, -2) == ':w' then
       redis.call('PUBLISH', ARGV[2], 'r' .. ARGV[1] .. ARGV[i + 2])
     end
     released = released + 1
@@ -193,8 +288,8 @@ end
  * present (with its own ttl and a new fence) and announces "g<token><fence>:<key>", or announces a
  * plain release "r<releasing token><key>" when nobody is queued.
  */
-function handOver(channel: string, userKey: string): string {
-  // ARGV[1] is always the releasing token.
+function handOver(channel: string, userKey: string, legacyKey: string): string {
+  // ARGV[1] is always the releasing token; the script includes NEXT_FENCE.
   return `
 ${PRUNE_GONE_WAITERS}
 local head = redis.call('LPOP', KEYS[3])
@@ -202,8 +297,8 @@ if head then
   redis.call('ZREM', KEYS[4], head)
   local separator = string.find(head, ':', 1, true)
   local token = string.sub(head, 1, separator - 1)
-  redis.call('SET', KEYS[1], token, 'PX', string.sub(head, separator + 1))
-  local fence = redis.call('INCR', KEYS[2])
+  local fence = next_fence(KEYS[2], ${legacyKey}, true)
+  redis.call('SET', KEYS[1], token .. ':' .. fence, 'PX', string.sub(head, separator + 1))
   redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
 else
   redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
@@ -211,8 +306,9 @@ end`;
 }
 
 /**
- * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers, KEYS[6] permits,
- * KEYS[7] writer-waiting marker, KEYS[8] wanted marker; ARGV[1] token, ARGV[2] ttl, ARGV[3] how
+ * KEYS[1] lock, KEYS[2] shared fence counter, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers,
+ * KEYS[6] permits, KEYS[7] writer-waiting marker, KEYS[8] wanted marker, KEYS[9] legacy fence
+ * counter; ARGV[1] token, ARGV[2] ttl, ARGV[3] how
  * long the waiter counts as present without refreshing (ms), ARGV[4] how long to mark the key.
  * The lock goes to the caller only if it is free (no holder of any mode) and nobody queued before
  * the caller. Shared holders (readers, permits) keep a fair writer out exactly as a plain one: it
@@ -224,10 +320,13 @@ end`;
 export const FAIR_ACQUIRE_SCRIPT = `
 ${PRUNE_GONE_WAITERS}
 ${SHARED_HOLDERS}
+${NEXT_FENCE}
+${LOCK_VALUE}
 local entry = ARGV[1] .. ':' .. ARGV[2]
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  return {1, tonumber(redis.call('GET', KEYS[2])), 1}
+local own = fence_if_mine(holder, ARGV[1])
+if own then
+  return {1, own, 1}
 end
 if not holder and (live_until(KEYS[5]) or live_until(KEYS[6])) then
   holder = 'shared'
@@ -243,9 +342,10 @@ if not holder then
       redis.call('LPOP', KEYS[3])
       redis.call('ZREM', KEYS[4], entry)
     end
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    local fence = next_fence(KEYS[2], KEYS[9], true)
+    redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
     redis.call('DEL', KEYS[7])
-    return {1, redis.call('INCR', KEYS[2])}
+    return {1, fence}
   end
 end
 if redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), entry) == 1 then
@@ -257,17 +357,19 @@ return {0, 1, redis.call('PTTL', KEYS[1])}
 `;
 
 /**
- * KEYS[1] lock, KEYS[2] fence, KEYS[3] queue, KEYS[4] waiting; ARGV[1] token, ARGV[2] channel,
- * ARGV[3] user key. Releases if owned and hands the lock straight to the first waiter still
+ * KEYS[1] lock, KEYS[2] shared fence counter, KEYS[3] queue, KEYS[4] waiting, KEYS[5] legacy
+ * fence counter; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if owned and hands the lock straight to the first waiter still
  * present, announcing "g<token><fence>:<key>"; with nobody queued it announces a plain release.
  * Returns 1 if released, 0 if the lock was not ours.
  */
 export const FAIR_RELEASE_SCRIPT = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+${NEXT_FENCE}
+${LOCK_VALUE}
+if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[2]', 'ARGV[3]')}
+${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]')}
 return 1
 `;
 
@@ -277,26 +379,35 @@ return 1
  * passes the lock on as a release would. Returns 1 if it had been granted the lock.
  */
 export const FAIR_LEAVE_SCRIPT = `
+${NEXT_FENCE}
+${LOCK_VALUE}
 local entry = ARGV[1] .. ':' .. ARGV[2]
 redis.call('LREM', KEYS[3], 0, entry)
 redis.call('ZREM', KEYS[4], entry)
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[3]', 'ARGV[4]')}
+${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]')}
 return 1
 `;
 
 /**
- * Redlock: KEYS fence keys; ARGV the fence each must reach. Raises every counter to at least the
- * fence just handed out, so the next holder's quorum (which overlaps this one) counts above it.
+ * Redlock: KEYS pairs per user key: [2i-1] its shared fence counter, [2i] its legacy per-key
+ * counter; ARGV[i] the fence that key must reach. Raises every shared counter to at least the
+ * fence just handed out (and a legacy counter, where one still exists), so the next holder's
+ * quorum (which overlaps this one) counts above it.
  */
 export const RAISE_FENCES_SCRIPT = `
-for i = 1, #KEYS do
-  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if current < tonumber(ARGV[i]) then
-    redis.call('SET', KEYS[i], ARGV[i])
+for i = 1, #KEYS / 2 do
+  local fence = tonumber(ARGV[i])
+  local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  if current < fence then
+    redis.call('SET', KEYS[2 * i - 1], fence)
+  end
+  local legacy = redis.call('GET', KEYS[2 * i])
+  if legacy and tonumber(legacy) < fence then
+    redis.call('SET', KEYS[2 * i], fence)
   end
 end
 return 1
@@ -306,14 +417,15 @@ return 1
  * Counting semaphores. Per user key K: a sorted set `<prefix>{K}:permits` of holder tokens scored
  * by lease expiry in Redis server time (so clients with skewed clocks can neither steal nor lose
  * permits), its companion hash `<prefix>{K}:permits:holds` (token -> fence, and the agreed
- * `limit`), and the same fence counter and "wanted" marker as an exclusive lock. The set and its
+ * `limit`), and the same fence counters and "wanted" marker as an exclusive lock. The set and its
  * hash expire with their longest lease and are renewed together, so the agreed limit lives exactly
  * as long as the permits that agreed on it.
  */
 
 /**
- * KEYS per user key i (7 each): [7i-6] permits set, [7i-5] its holds hash, [7i-4] fence, [7i-3]
- * wanted marker, [7i-2] lock, [7i-1] readers set, [7i] writer-waiting marker; ARGV[1] token,
+ * KEYS per user key i (8 each): [8i-7] permits set, [8i-6] its holds hash, [8i-5] shared fence
+ * counter, [8i-4] wanted marker, [8i-3] lock, [8i-2] readers set, [8i-1] writer-waiting marker,
+ * [8i] legacy fence counter; ARGV[1] token,
  * ARGV[2] ttl, ARGV[3] permits, ARGV[4] how long to mark a full key as wanted.
  * A permit is free when fewer than `permits` hold one, and nobody holds the key exclusively, reads
  * it, or waits to write it. All or nothing over the keys. Returns {1, fence...}, {0, i, ms until
@@ -321,13 +433,15 @@ return 1
  */
 export const SEMAPHORE_ACQUIRE_SCRIPT = `
 ${SHARED_HOLDERS}
+${NEXT_FENCE}
+${LOCK_VALUE}
 ${SORTED_HOLDS}
 local now = server_now()
-local n = #KEYS / 7
+local n = #KEYS / 8
 local permits = tonumber(ARGV[3])
 local announce = tonumber(ARGV[4])
 for i = 1, n do
-  local base = 7 * (i - 1)
+  local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
   prune(set, holds, now)
   if not redis.call('HGET', holds, ARGV[1]) then
@@ -352,6 +466,9 @@ for i = 1, n do
     if busy_until then
       if announce > 0 then
         redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        if writer > 0 then
+          flag_wanted(KEYS[base + 5], redis.call('GET', KEYS[base + 5]))
+        end
       end
       return {0, i, busy_until - now}
     end
@@ -360,9 +477,9 @@ end
 local reply = {1}
 local ttl = tonumber(ARGV[2])
 for i = 1, n do
-  local base = 7 * (i - 1)
+  local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
-  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], ARGV[1], now, ttl)
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl)
   redis.call('HSET', holds, 'limit', permits)
   keep_alive(set, holds, ttl)
 end
@@ -421,19 +538,22 @@ return released
  */
 
 /**
- * KEYS per user key i (7 each): [7i-6] readers set, [7i-5] its holds hash, [7i-4] fence, [7i-3]
- * wanted marker, [7i-2] lock, [7i-1] permits set, [7i] writer-waiting marker; ARGV[1] token,
+ * KEYS per user key i (8 each): [8i-7] readers set, [8i-6] its holds hash, [8i-5] shared fence
+ * counter, [8i-4] wanted marker, [8i-3] lock, [8i-2] permits set, [8i-1] writer-waiting marker,
+ * [8i] legacy fence counter; ARGV[1] token,
  * ARGV[2] ttl, ARGV[3] how long to mark a busy key as wanted.
  * A reader gets in unless a writer holds the key or waits for it (fair or not), or it is held as a
  * semaphore. All or nothing. Returns {1, fence...} or {0, i, ms until it may be free}.
  */
 export const READ_ACQUIRE_SCRIPT = `
 ${SHARED_HOLDERS}
+${NEXT_FENCE}
+${LOCK_VALUE}
 ${SORTED_HOLDS}
 local now = server_now()
-local n = #KEYS / 7
+local n = #KEYS / 8
 for i = 1, n do
-  local base = 7 * (i - 1)
+  local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
   prune(set, holds, now)
   if not redis.call('HGET', holds, ARGV[1]) then
@@ -448,6 +568,9 @@ for i = 1, n do
     if busy_until then
       if tonumber(ARGV[3]) > 0 then
         redis.call('SET', KEYS[base + 4], '1', 'PX', ARGV[3])
+        if writer > 0 then
+          flag_wanted(KEYS[base + 5], redis.call('GET', KEYS[base + 5]))
+        end
       end
       return {0, i, busy_until - now}
     end
@@ -456,9 +579,9 @@ end
 local reply = {1}
 local ttl = tonumber(ARGV[2])
 for i = 1, n do
-  local base = 7 * (i - 1)
+  local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
-  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], ARGV[1], now, ttl)
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl)
   keep_alive(set, holds, ttl)
 end
 return reply

@@ -5,7 +5,7 @@ import { ReplicaShortfallError } from '../errors.js';
 import { isRedisClient } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
-import { clusterSlot } from './cluster-slot.js';
+import { clusterSlot, SlotCounters } from './cluster-slot.js';
 import { HOLDER_TOKEN_LENGTH } from '../instance/holder-token.js';
 import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import {
@@ -65,6 +65,10 @@ export class RedisLockStore implements LockStore {
   private readonly logger = new Logger('LockService');
   private readonly client: ScriptClient;
   private readonly releaseChannel: string;
+  /** Single Redis: the one shared fence counter of this prefix. */
+  private readonly fenceCounter: string;
+  /** Cluster: the shared fence counter of each slot, found lazily. */
+  private readonly slotCounters: SlotCounters;
   private subscriber: Client | undefined;
   private listening: Promise<void> | undefined;
   private closed = false;
@@ -83,6 +87,8 @@ export class RedisLockStore implements LockStore {
       this.everReady = true;
     });
     this.releaseChannel = `${settings.prefix}released`;
+    this.fenceCounter = `${settings.prefix}fences`;
+    this.slotCounters = new SlotCounters(settings.prefix);
     // Idempotent: a client shared by several LockModules gets the same definitions.
     client.defineCommand('nestjsRedisLockAcquire', { lua: ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockExtend', { lua: EXTEND_SCRIPT });
@@ -129,12 +135,13 @@ export class RedisLockStore implements LockStore {
     if (intent.fair) {
       const key = keys[0];
       const reply = await this.client.nestjsRedisLockFairAcquire(
-        8,
+        9,
         ...this.fairKeys(key),
         this.readersKey(key),
         this.permitsKey(key),
         this.writerWaitingKey(key),
         this.wantedKey(key),
+        this.legacyFenceKey(key),
         token,
         ttl,
         intent.fair.presenceTtl,
@@ -168,7 +175,7 @@ export class RedisLockStore implements LockStore {
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
     if (intent.permits !== undefined) {
       return this.client.nestjsRedisLockSemaphoreAcquire(
-        keys.length * 7,
+        keys.length * 8,
         ...keys.flatMap((key) => [
           this.permitsKey(key),
           holdsOf(this.permitsKey(key)),
@@ -177,6 +184,7 @@ export class RedisLockStore implements LockStore {
           this.lockKey(key),
           this.readersKey(key),
           this.writerWaitingKey(key),
+          this.legacyFenceKey(key),
         ]),
         token,
         ttl,
@@ -186,7 +194,7 @@ export class RedisLockStore implements LockStore {
     }
     if (intent.mode === 'read') {
       return this.client.nestjsRedisLockReadAcquire(
-        keys.length * 7,
+        keys.length * 8,
         ...keys.flatMap((key) => [
           this.readersKey(key),
           holdsOf(this.readersKey(key)),
@@ -195,17 +203,36 @@ export class RedisLockStore implements LockStore {
           this.lockKey(key),
           this.permitsKey(key),
           this.writerWaitingKey(key),
+          this.legacyFenceKey(key),
         ]),
         token,
         ttl,
         intent.announceFor,
       );
     }
+    if (keys.length === 1) {
+      // The common case, without the intermediate arrays.
+      const lockKey = this.lockKey(keys[0]);
+      return this.client.nestjsRedisLockAcquire(
+        7,
+        lockKey,
+        this.fenceCounterOf(lockKey),
+        `${lockKey}:fence`,
+        `${lockKey}:wanted`,
+        `${lockKey}:readers`,
+        `${lockKey}:writer-waiting`,
+        `${lockKey}:permits`,
+        token,
+        ttl,
+        intent.announceFor,
+      );
+    }
     return this.client.nestjsRedisLockAcquire(
-      keys.length * 6,
+      keys.length * 7,
       ...keys.flatMap((key) => [
         this.lockKey(key),
         this.fenceKey(key),
+        this.legacyFenceKey(key),
         this.wantedKey(key),
         this.readersKey(key),
         this.writerWaitingKey(key),
@@ -246,7 +273,9 @@ export class RedisLockStore implements LockStore {
   }
 
   async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
-    if (shape?.fair) return this.client.nestjsRedisLockFairRelease(4, ...this.fairKeys(keys[0]), token, this.releaseChannel, keys[0]);
+    if (shape?.fair) {
+      return this.client.nestjsRedisLockFairRelease(5, ...this.fairKeys(keys[0]), this.legacyFenceKey(keys[0]), token, this.releaseChannel, keys[0]);
+    }
     if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
     const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
     return released.reduce((sum, count) => sum + count, 0);
@@ -257,18 +286,12 @@ export class RedisLockStore implements LockStore {
       const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
       return this.client.nestjsRedisLockSemaphoreRelease(sets.length, ...sets, token, this.releaseChannel, ...keys);
     }
-    return this.client.nestjsRedisLockRelease(
-      keys.length * 2,
-      ...keys.map((key) => this.lockKey(key)),
-      ...keys.map((key) => this.wantedKey(key)),
-      token,
-      this.releaseChannel,
-      ...keys,
-    );
+    if (keys.length === 1) return this.client.nestjsRedisLockRelease(1, this.lockKey(keys[0]), token, this.releaseChannel, keys[0]);
+    return this.client.nestjsRedisLockRelease(keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
   }
 
   async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
-    await this.client.nestjsRedisLockFairLeave(4, ...this.fairKeys(key), token, ttl, this.releaseChannel, key);
+    await this.client.nestjsRedisLockFairLeave(5, ...this.fairKeys(key), this.legacyFenceKey(key), token, ttl, this.releaseChannel, key);
   }
 
   /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */
@@ -276,7 +299,11 @@ export class RedisLockStore implements LockStore {
     const fenceOf = new Map(keys.map((key, i) => [key, fences[i]]));
     await Promise.all(
       this.slotGroups(keys).map((group) =>
-        this.client.nestjsRedisLockRaiseFences(group.length, ...group.map((key) => this.fenceKey(key)), ...group.map((key) => fenceOf.get(key) as number)),
+        this.client.nestjsRedisLockRaiseFences(
+          group.length * 2,
+          ...group.flatMap((key) => [this.fenceKey(key), this.legacyFenceKey(key)]),
+          ...group.map((key) => fenceOf.get(key) as number),
+        ),
       ),
     );
   }
@@ -396,7 +423,7 @@ export class RedisLockStore implements LockStore {
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
   private fairKeys(key: string): [string, string, string, string] {
     const lockKey = this.lockKey(key);
-    return [lockKey, `${lockKey}:fence`, `${lockKey}:queue`, `${lockKey}:waiting`];
+    return [lockKey, this.fenceCounterOf(lockKey), `${lockKey}:queue`, `${lockKey}:waiting`];
   }
 
   /** Every Redis key of one user key starts with this, which keeps them in one Cluster slot. */
@@ -404,7 +431,25 @@ export class RedisLockStore implements LockStore {
     return lockKeyOf(this.settings.prefix, key);
   }
 
+  /** The shared counter `key`'s fences come from (see redis-scripts.ts). */
   private fenceKey(key: string): string {
+    return this.fenceCounterOf(this.lockKey(key));
+  }
+
+  /**
+   * One counter per prefix on a single Redis (standalone or Sentinel); on a Cluster one per hash
+   * slot, named so that it lands in the lock key's slot.
+   */
+  private fenceCounterOf(lockKey: string): string {
+    if (!this.isCluster) return this.fenceCounter;
+    return this.slotCounters.nameFor(clusterSlot(lockKey)) ?? `${lockKey}:fence`;
+  }
+
+  /**
+   * The per-key counter of versions before 0.2, `<prefix>{K}:fence`: while it exists, new fences
+   * for K are above it and written back to it (a rolling deploy; see the README on retiring it).
+   */
+  private legacyFenceKey(key: string): string {
     return `${this.lockKey(key)}:fence`;
   }
 

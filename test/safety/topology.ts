@@ -283,7 +283,7 @@ export async function leftovers(port: number): Promise<string[]> {
   do {
     const [next, keys] = (await adminCall(port, 'SCAN', cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)) as [string, string[]];
     cursor = next;
-    for (const key of keys) if (!key.endsWith(':fence')) found.push(key);
+    for (const key of keys) if (!key.endsWith(':fence') && !key.startsWith(`${PREFIX}fences`)) found.push(key); // fence counters live on
   } while (cursor !== '0');
   const described: string[] = [];
   for (const key of found) {
