@@ -6,6 +6,7 @@ import type { LockEvent } from '../interfaces/lock-event.interface.js';
  */
 type Attributes = Record<string, string | number | boolean>;
 interface Span {
+  isRecording?(): boolean;
   setAttributes(attributes: Attributes): unknown;
   setStatus(status: { code: number; message?: string }): unknown;
   end(endTime?: number): void;
@@ -62,11 +63,11 @@ export class LockTelemetry {
       case 'acquired':
         this.acquireDuration.record(event.waitedMs, { 'lock.outcome': 'acquired' });
         this.held.add(1);
-        this.span(event.waitedMs, { 'lock.keys': event.keys.join(','), 'lock.outcome': 'acquired', 'lock.fence': event.fences[0] });
+        this.span(event.waitedMs, () => ({ 'lock.keys': event.keys.join(','), 'lock.outcome': 'acquired', 'lock.fence': event.fences[0] }));
         break;
       case 'busy':
         this.acquireDuration.record(event.waitedMs, { 'lock.outcome': event.outcome });
-        this.span(event.waitedMs, { 'lock.keys': event.keys.join(','), 'lock.outcome': event.outcome }, 'lock stayed busy');
+        this.span(event.waitedMs, () => ({ 'lock.keys': event.keys.join(','), 'lock.outcome': event.outcome }), 'lock stayed busy');
         break;
       case 'released':
         this.held.add(-1);
@@ -82,9 +83,12 @@ export class LockTelemetry {
   };
 
   /** The span of one acquisition, recorded when it ends (its start is known from the wait). */
-  private span(waitedMs: number, attributes: Attributes, error?: string): void {
+  private span(waitedMs: number, attributes: () => Attributes, error?: string): void {
     const end = Date.now();
-    const span = this.tracer.startSpan('lock.acquire', { startTime: end - waitedMs, attributes: { ...attributes, 'lock.wait_ms': waitedMs } });
+    const span = this.tracer.startSpan('lock.acquire', { startTime: end - waitedMs });
+    // Without a tracing SDK (or when sampled out) the span records nothing: skip building attributes.
+    if (span.isRecording?.() === false) return;
+    span.setAttributes({ ...attributes(), 'lock.wait_ms': waitedMs });
     if (error) span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: error });
     span.end(end);
   }
