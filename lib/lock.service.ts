@@ -339,7 +339,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const deadline = start + call.wait;
     // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
     const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
-    const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3) } : undefined;
+    // `attempt` is renumbered before each attempt: a fair grant names the attempt that queued us.
+    const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3), attempt: 0 } : undefined;
+    /** Fair waits: when each attempt was sent, by its number. */
+    const sentAtOfAttempt = fair ? new Map<number, number>() : undefined;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
     // holder's release announce itself.
     const intent: WaitIntent = {
@@ -361,32 +364,44 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         let busy: BusyOutcome | undefined;
         let failure: unknown;
         let grant: { fences: number[]; leaseStart: number } | undefined;
-        // A fair release that handed the key to us is not taken as a hold by itself: its message
-        // may have waited (a paused process, a slow subscriber) while the lease it granted ran
-        // out, and nothing in it says when the grant happened. Asking again costs one round trip
-        // and answers for sure: still ours ("granted earlier", its lease counted from before our
-        // last busy attempt, which ran before the grant), or busy, or free.
-        if (waiter) waiter.grantedFence = undefined;
+        // A fair release that handed the key to us: its message may have waited (a paused
+        // process, a slow subscriber) while the lease it granted ran out. When it names the
+        // attempt that queued us, the grant happened after that attempt ran, so the lease is
+        // counted from when we sent it (admit's clock check then refuses a lease that ran out).
+        // A grant that names no attempt (queued by an earlier version, or the memory store) is
+        // only a reason to ask again: still ours ("granted earlier", counted from before our last
+        // busy attempt, which ran before the grant), or busy, or free.
+        const handed = waiter?.granted;
+        if (waiter) waiter.granted = undefined;
         waiter?.consumeWake();
-        const sentAt = monotonicNow();
-        let outcome: AcquireOutcome | undefined;
-        try {
-          outcome = await withTimeout(
-            this.store.acquire(keys, token, call.ttl, intent),
-            Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
-          );
-        } catch (error) {
-          failure = error;
-          // The attempt may still run after we gave up on it: queue a release behind it.
-          this.releaseQuietly(keys, token, shape);
-        }
-        if (outcome?.acquired) {
-          grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
-        } else if (outcome?.permitsInUse !== undefined) {
-          throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
-        } else if (outcome) {
-          busy = outcome;
-          lastBusySentAt = sentAt;
+        const handedSentAt = handed?.attempt === undefined ? undefined : sentAtOfAttempt?.get(handed.attempt);
+        if (handed && handedSentAt !== undefined) {
+          grant = { fences: [handed.fence], leaseStart: handedSentAt };
+        } else {
+          const sentAt = monotonicNow();
+          if (fair) {
+            fair.attempt += 1;
+            sentAtOfAttempt?.set(fair.attempt, sentAt);
+          }
+          let outcome: AcquireOutcome | undefined;
+          try {
+            outcome = await withTimeout(
+              this.store.acquire(keys, token, call.ttl, intent),
+              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
+            );
+          } catch (error) {
+            failure = error;
+            // The attempt may still run after we gave up on it: queue a release behind it.
+            this.releaseQuietly(keys, token, shape);
+          }
+          if (outcome?.acquired) {
+            grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
+          } else if (outcome?.permitsInUse !== undefined) {
+            throw new LockConfigError(MESSAGES.configPermitsMismatch(outcome.busyKey, call.permits, outcome.permitsInUse));
+          } else if (outcome) {
+            busy = outcome;
+            lastBusySentAt = sentAt;
+          }
         }
         if (grant) {
           failure = await this.admit(keys, token, grant.leaseStart, call, shape, deadline);
@@ -396,7 +411,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           }
           // Not held after all: an attempt that failed, retried within the wait.
         }
-        if (busy && waiter?.grantedFence !== undefined) continue; // handed over while we were asking
+        if (busy && waiter?.granted !== undefined) continue; // handed over while we were asking
 
         const now = monotonicNow();
         if (now >= deadline) {

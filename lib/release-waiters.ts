@@ -9,6 +9,12 @@ const EARLY_GRANT_LIMIT = 10_000;
 
 export type WakeReason = 'released' | 'granted' | 'timeout' | 'aborted';
 
+/** A fair release's grant to one waiter (see ReleaseNotice.grantedTo). */
+export interface Grant {
+  fence: number;
+  attempt?: number;
+}
+
 /**
  * One caller waiting for a busy key. It keeps its place in its key's queue across retries, so a
  * release wakes the longest-waiting local caller rather than all of them (no thundering herd).
@@ -19,10 +25,11 @@ export class Waiter {
   private pendingWake = false;
 
   /**
-   * Fence of the lock a fair release handed to this waiter, once it has. Only a reason to ask again
-   * at once: the message alone never makes a hold (see LockService.acquireLease).
+   * The lock a fair release handed to this waiter, once it has: its fence and, when known, the
+   * waiter's attempt that queued it (the grant came after that attempt ran). Without the attempt
+   * it is only a reason to ask again at once (see LockService.acquireLease).
    */
-  grantedFence: number | undefined;
+  granted: Grant | undefined;
 
   constructor(
     private readonly hub: ReleaseWaiters,
@@ -38,7 +45,7 @@ export class Waiter {
   sleep(ms: number, signal: AbortSignal | undefined): Promise<WakeReason> {
     if (signal?.aborted) return Promise.resolve('aborted');
     // Granted while it was busy elsewhere (asking Redis, subscribing): nothing to wait for.
-    if (this.grantedFence !== undefined) return Promise.resolve('granted');
+    if (this.granted !== undefined) return Promise.resolve('granted');
     return new Promise<WakeReason>((resolve) => {
       const onAbort = () => finish('aborted');
       const timer = setTimeout(() => finish('timeout'), timerDelay(ms));
@@ -59,9 +66,9 @@ export class Waiter {
     this.wakeUp?.('released');
   }
 
-  /** A fair release handed this waiter the lock: it wakes to confirm that with Redis. */
-  grant(fence: number): void {
-    this.grantedFence = fence;
+  /** A fair release handed this waiter the lock: it wakes to take it (or to confirm it with Redis). */
+  grant(grant: Grant): void {
+    this.granted = grant;
     this.wakeUp?.('granted');
   }
 
@@ -93,15 +100,16 @@ export class ReleaseWaiters {
   private readonly queues = new Map<string, Waiter[]>();
   private readonly recent = new Map<string, number>();
   private readonly byToken = new Map<string, Waiter>();
-  private readonly earlyGrants = new Map<string, number>();
+  private readonly earlyGrants = new Map<string, Grant>();
 
   /** Called for every release announced by the store. */
   readonly onRelease = ({ key, grantedTo }: ReleaseNotice): void => {
     if (grantedTo) {
       // Handed to one waiter: nobody else needs waking, the key is taken again.
       const waiter = this.byToken.get(grantedTo.token);
-      if (waiter) waiter.grant(grantedTo.fence);
-      else this.rememberEarlyGrant(grantedTo.token, grantedTo.fence);
+      const grant: Grant = { fence: grantedTo.fence, attempt: grantedTo.attempt };
+      if (waiter) waiter.grant(grant);
+      else this.rememberEarlyGrant(grantedTo.token, grant);
       return;
     }
     const now = monotonicNow();
@@ -160,8 +168,8 @@ export class ReleaseWaiters {
     queue?.find((waiter) => waiter.sleeping)?.wake();
   }
 
-  private rememberEarlyGrant(token: string, fence: number): void {
-    this.earlyGrants.set(token, fence);
+  private rememberEarlyGrant(token: string, grant: Grant): void {
+    this.earlyGrants.set(token, grant);
     if (this.earlyGrants.size > EARLY_GRANT_LIMIT) {
       this.earlyGrants.delete(this.earlyGrants.keys().next().value as string);
     }

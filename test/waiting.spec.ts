@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.js';
@@ -148,6 +149,71 @@ describe('fair mode', () => {
     const got = await waiting;
     expect(holderToken).toBe(got.token);
     expect(got.fence).toBe(held.fence + 1);
+    await got.release();
+  });
+
+  it('a waiter handed the lock holds it without asking Redis again', async () => {
+    const key = 'fair:no-extra-request';
+    // Waiters that never refresh their place during the test, so every command is accounted for.
+    const holderApp = await startLockApp({ redis: server.url, fair: true, pollInterval: 600_000 });
+    const waiterApp = await startLockApp({ redis: server.url, fair: true, pollInterval: 600_000 });
+    // redis-cli's MONITOR (ioredis 6's monitor mode trips over other traffic): one line per command.
+    const monitor = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port), 'monitor'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    monitor.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await eventually(() => output.startsWith('OK'), 10_000, 'MONITOR to start');
+    try {
+      // A first wait subscribes to release messages and then asks again at once (a release
+      // during the subscribe would go unheard): warm that up, so the round below is the steady state.
+      const warmHeld = await holderApp.locks.acquire(`${key}:warm-up`);
+      const warmWaiting = waiterApp.locks.acquire(`${key}:warm-up`, { wait: 30_000 });
+      await eventually(async () => (await queueLength(`${key}:warm-up`)) === 1, 10_000, 'the warm-up waiter to queue');
+      await warmHeld.release();
+      await (await warmWaiting).release();
+
+      const held = await holderApp.locks.acquire(key);
+      const waiting = waiterApp.locks.acquire(key, { wait: 30_000 });
+      await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+      await held.release();
+      const got = await waiting;
+      await redis.ping('end-of-handoff'); // MONITOR lines arrive in order: this one marks the end
+      await eventually(() => output.includes('end-of-handoff'), 10_000, 'MONITOR to catch up');
+      // Script calls sent by clients (not the commands scripts run, logged as "lua").
+      const sent = output.split('\n').filter((line) => /\] "eval(sha)?" /.test(line) && !line.includes(' lua] '));
+      const releaseAt = sent.findLastIndex((line) => line.includes(held.token));
+      expect(releaseAt).toBeGreaterThanOrEqual(0);
+      // The waiter's only commands are the attempts before the release; nothing after it.
+      expect(sent.slice(0, releaseAt).some((line) => line.includes(got.token))).toBe(true);
+      expect(sent.slice(releaseAt + 1).filter((line) => line.includes(got.token))).toEqual([]);
+      expect(got.fence).toBe(held.fence + 1);
+      await got.release();
+    } finally {
+      monitor.kill();
+      await holderApp.close();
+      await waiterApp.close();
+    }
+  });
+
+  it('a grant message that names an attempt whose lease has run out is not taken as a hold', async () => {
+    const key = 'fair:late-grant';
+    const held = await appA.locks.acquire(key, { ttl: 600_000 });
+    let resolved: Lock | undefined;
+    const ttl = 300;
+    const waiting = appB.locks.acquire(key, { wait: 30_000, ttl }).then((lock) => (resolved = lock));
+    await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+    const [entry] = await redis.lrange(`lock:{${key}}:queue`, 0, 0);
+    const token = entry.slice(0, entry.indexOf(':'));
+    // Attempt 1 queued the waiter; once a ttl has passed since, a grant naming it is stale
+    // (e.g. a message that sat in a paused process while its lease ran out and someone else took it).
+    await new Promise((resolve) => setTimeout(resolve, ttl * 2));
+    const forgedFence = 999_999;
+    await redis.publish('lock:released', `h${token}${forgedFence}:1:${key}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(resolved).toBeUndefined();
+    await held.release();
+    const got = await waiting;
+    expect(got.fence).not.toBe(forgedFence);
+    expect(got.fence).toBeGreaterThan(held.fence);
     await got.release();
   });
 

@@ -22,8 +22,12 @@ export interface ReleaseNotice {
   key: string;
   /** Token of the holder that released (several masters announce the same release under Redlock). */
   releasedBy: string;
-  /** Set when a fair release granted the lock to this waiter's token. */
-  grantedTo?: { token: string; fence: number };
+  /**
+   * Set when a fair release granted the lock to this waiter's token. `attempt`: the waiter's
+   * attempt that queued it, when the store knows it (then the grant happened after that attempt
+   * ran); without it the waiter must ask again before it counts as holding.
+   */
+  grantedTo?: { token: string; fence: number; attempt?: number };
 }
 
 /** How the caller of one acquire attempt will wait if the key is busy. */
@@ -33,8 +37,12 @@ export interface WaitIntent {
    * caller will not wait. The caller tries again within this time while it waits.
    */
   announceFor: number;
-  /** Fair mode (one key): queue the caller; `presenceTtl` is how long it counts as present without trying again. */
-  fair?: { presenceTtl: number };
+  /**
+   * Fair mode (one key): queue the caller; `presenceTtl` is how long it counts as present without
+   * trying again; `attempt` numbers this attempt within the caller's wait (a grant names the
+   * attempt that queued the caller, and the lease is counted from when that attempt was sent).
+   */
+  fair?: { presenceTtl: number; attempt: number };
   /** Counting semaphore: at most this many holders per key (instead of an exclusive lock). */
   permits?: number;
   /** Read-write lock: `'read'` shares the key with other readers and excludes the writer. */

@@ -265,12 +265,17 @@ return released
  * Fair mode. Per key, a FIFO list `<prefix>{K}:queue` of waiters and a sorted set
  * `<prefix>{K}:waiting` of the same entries scored by the (Redis-clock) time after which a waiter
  * that stopped refreshing counts as gone. An entry is "<token>:<ttl>", so a release can grant the
- * lock to the head waiter directly, with that waiter's own ttl, and announce it: the waiter then
- * holds the lock without another round trip.
+ * lock to the head waiter directly, with that waiter's own ttl, and announce it. A hash
+ * `<prefix>{K}:queued-by` maps each entry to the number of the waiter's attempt that queued it
+ * (set only when the entry is created, deleted with it). The grant message carries that number:
+ * the grant happened after that attempt ran, so the waiter counts the lease from when it sent
+ * that attempt and holds the lock without another round trip, however late the message arrives
+ * (a lease that ran out meanwhile fails the clock check instead).
  */
 
 /** Shared Lua: drops queue heads whose waiters stopped refreshing (crashed or gave up). */
-const PRUNE_GONE_WAITERS = `
+function pruneGoneWaiters(queuedBy: string): string {
+  return `
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 while true do
@@ -280,26 +285,35 @@ while true do
   if gone_at and tonumber(gone_at) > now then break end
   redis.call('LPOP', KEYS[3])
   redis.call('ZREM', KEYS[4], head)
-end
-`;
+  redis.call('HDEL', ${queuedBy}, head)
+end`;
+}
 
 /**
  * Shared Lua, run right after the lock key was deleted: grants the lock to the first waiter still
- * present (with its own ttl and a new fence) and announces "g<token><fence>:<key>", or announces a
- * plain release "r<releasing token><key>" when nobody is queued.
+ * present (with its own ttl and a new fence) and announces "h<token><fence>:<attempt>:<key>"
+ * (attempt: the one that queued it), or "g<token><fence>:<key>" for an entry queued by an earlier
+ * version (no attempt known: the waiter asks again), or a plain release "r<releasing token><key>"
+ * when nobody is queued.
  */
-function handOver(channel: string, userKey: string, legacyKey: string): string {
+function handOver(channel: string, userKey: string, legacyKey: string, queuedBy: string): string {
   // ARGV[1] is always the releasing token; the script includes NEXT_FENCE.
   return `
-${PRUNE_GONE_WAITERS}
+${pruneGoneWaiters(queuedBy)}
 local head = redis.call('LPOP', KEYS[3])
 if head then
   redis.call('ZREM', KEYS[4], head)
+  local attempt = redis.call('HGET', ${queuedBy}, head)
+  redis.call('HDEL', ${queuedBy}, head)
   local separator = string.find(head, ':', 1, true)
   local token = string.sub(head, 1, separator - 1)
   local fence = next_fence(KEYS[2], ${legacyKey}, true)
   redis.call('SET', KEYS[1], token .. ':' .. fence, 'PX', string.sub(head, separator + 1))
-  redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
+  if attempt then
+    redis.call('PUBLISH', ${channel}, 'h' .. token .. fence .. ':' .. attempt .. ':' .. ${userKey})
+  else
+    redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
+  end
 else
   redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
 end`;
@@ -308,8 +322,9 @@ end`;
 /**
  * KEYS[1] lock, KEYS[2] shared fence counter, KEYS[3] queue, KEYS[4] waiting, KEYS[5] readers,
  * KEYS[6] permits, KEYS[7] writer-waiting marker, KEYS[8] wanted marker, KEYS[9] legacy fence
- * counter; ARGV[1] token, ARGV[2] ttl, ARGV[3] how
- * long the waiter counts as present without refreshing (ms), ARGV[4] how long to mark the key.
+ * counter, KEYS[10] queued-by; ARGV[1] token, ARGV[2] ttl, ARGV[3] how long the waiter counts as
+ * present without refreshing (ms), ARGV[4] how long to mark the key, ARGV[5] the number of this
+ * attempt (recorded as the entry's queued-by when this attempt creates the entry).
  * The lock goes to the caller only if it is free (no holder of any mode) and nobody queued before
  * the caller. Shared holders (readers, permits) keep a fair writer out exactly as a plain one: it
  * marks itself waiting, so new shared holders queue behind it (writers are never starved), and
@@ -318,7 +333,7 @@ end`;
  * after queueing (or refreshing) the caller.
  */
 export const FAIR_ACQUIRE_SCRIPT = `
-${PRUNE_GONE_WAITERS}
+${pruneGoneWaiters('KEYS[10]')}
 ${SHARED_HOLDERS}
 ${NEXT_FENCE}
 ${LOCK_VALUE}
@@ -341,6 +356,7 @@ if not holder then
     if head then
       redis.call('LPOP', KEYS[3])
       redis.call('ZREM', KEYS[4], entry)
+      redis.call('HDEL', KEYS[10], entry)
     end
     local fence = next_fence(KEYS[2], KEYS[9], true)
     redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
@@ -350,16 +366,19 @@ if not holder then
 end
 if redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), entry) == 1 then
   redis.call('RPUSH', KEYS[3], entry)
+  redis.call('HSET', KEYS[10], entry, ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[3]) * 2)
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[3]) * 2)
+redis.call('PEXPIRE', KEYS[10], tonumber(ARGV[3]) * 2)
 return {0, 1, redis.call('PTTL', KEYS[1])}
 `;
 
 /**
  * KEYS[1] lock, KEYS[2] shared fence counter, KEYS[3] queue, KEYS[4] waiting, KEYS[5] legacy
- * fence counter; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if owned and hands the lock straight to the first waiter still
- * present, announcing "g<token><fence>:<key>"; with nobody queued it announces a plain release.
+ * fence counter, KEYS[6] queued-by; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if
+ * owned and hands the lock straight to the first waiter still present (see handOver); with
+ * nobody queued it announces a plain release.
  * Returns 1 if released, 0 if the lock was not ours.
  */
 export const FAIR_RELEASE_SCRIPT = `
@@ -369,7 +388,7 @@ if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]')}
+${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]')}
 return 1
 `;
 
@@ -384,11 +403,12 @@ ${LOCK_VALUE}
 local entry = ARGV[1] .. ':' .. ARGV[2]
 redis.call('LREM', KEYS[3], 0, entry)
 redis.call('ZREM', KEYS[4], entry)
+redis.call('HDEL', KEYS[6], entry)
 if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]')}
+${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]', 'KEYS[6]')}
 return 1
 `;
 

@@ -135,17 +135,19 @@ export class RedisLockStore implements LockStore {
     if (intent.fair) {
       const key = keys[0];
       const reply = await this.client.nestjsRedisLockFairAcquire(
-        9,
+        10,
         ...this.fairKeys(key),
         this.readersKey(key),
         this.permitsKey(key),
         this.writerWaitingKey(key),
         this.wantedKey(key),
         this.legacyFenceKey(key),
+        this.queuedByKey(key),
         token,
         ttl,
         intent.fair.presenceTtl,
         intent.announceFor,
+        intent.fair.attempt,
       );
       if (reply[0] !== 1) return { acquired: false, busyKey: key, busyForMs: Number(reply[2]) };
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
@@ -274,7 +276,8 @@ export class RedisLockStore implements LockStore {
 
   async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
     if (shape?.fair) {
-      return this.client.nestjsRedisLockFairRelease(5, ...this.fairKeys(keys[0]), this.legacyFenceKey(keys[0]), token, this.releaseChannel, keys[0]);
+      const key = keys[0];
+      return this.client.nestjsRedisLockFairRelease(6, ...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), token, this.releaseChannel, key);
     }
     if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
     const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
@@ -291,7 +294,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
-    await this.client.nestjsRedisLockFairLeave(5, ...this.fairKeys(key), this.legacyFenceKey(key), token, ttl, this.releaseChannel, key);
+    await this.client.nestjsRedisLockFairLeave(6, ...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), token, ttl, this.releaseChannel, key);
   }
 
   /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */
@@ -420,6 +423,11 @@ export class RedisLockStore implements LockStore {
     return [this.lockKey(key)];
   }
 
+  /** Fair queue entry -> number of the waiter's attempt that queued it (see redis-scripts.ts). */
+  private queuedByKey(key: string): string {
+    return `${this.lockKey(key)}:queued-by`;
+  }
+
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
   private fairKeys(key: string): [string, string, string, string] {
     const lockKey = this.lockKey(key);
@@ -529,11 +537,18 @@ const TOKEN_LENGTH = HOLDER_TOKEN_LENGTH;
 export function parseReleaseMessage(message: string): ReleaseNotice | undefined {
   const token = message.slice(1, 1 + TOKEN_LENGTH);
   if (message.startsWith('r')) return { key: message.slice(1 + TOKEN_LENGTH), releasedBy: token };
-  if (!message.startsWith('g')) return undefined;
+  const handoff = message.startsWith('h');
+  if (!handoff && !message.startsWith('g')) return undefined;
   const separator = message.indexOf(':', 1 + TOKEN_LENGTH);
   if (separator < 0) return undefined;
   const fence = Number(message.slice(1 + TOKEN_LENGTH, separator));
-  return { key: message.slice(separator + 1), releasedBy: token, grantedTo: { token, fence } };
+  if (!handoff) return { key: message.slice(separator + 1), releasedBy: token, grantedTo: { token, fence } };
+  // "h<token><fence>:<attempt>:<key>": the attempt that queued the waiter (digits only).
+  const second = message.indexOf(':', separator + 1);
+  if (second < 0) return undefined;
+  const attempt = Number(message.slice(separator + 1, second));
+  if (!Number.isSafeInteger(attempt)) return undefined;
+  return { key: message.slice(second + 1), releasedBy: token, grantedTo: { token, fence, attempt } };
 }
 
 function toError(error: unknown): Error {
