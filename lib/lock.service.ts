@@ -339,15 +339,29 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const deadline = start + call.wait;
     // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
     const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
-    // `attempt` is renumbered before each attempt: a fair grant names the attempt that queued us.
-    const fair = call.fair ? { presenceTtl: Math.ceil(pollInterval * 3), attempt: 0 } : undefined;
-    /** Fair waits: when each attempt was sent, by its number. */
-    const sentAtOfAttempt = fair ? new Map<number, number>() : undefined;
+    // A caller that waits is queued in Redis when the key is busy (fair: in order; otherwise one
+    // exclusive key, for a direct handoff by the release). `attempt` is renumbered before each
+    // attempt: a grant names the attempt that queued us.
+    const queued =
+      call.fair || (call.wait > 0 && keys.length === 1 && call.permits === undefined && call.mode !== 'read')
+        ? { presenceTtl: Math.ceil(pollInterval * 3), attempt: 0 }
+        : undefined;
+    const fair = call.fair ? queued : undefined;
+    /** Queued waits: when each attempt was sent, by its number. */
+    const sentAtOfAttempt = queued ? new Map<number, number>() : undefined;
+    /**
+     * Attempts up to this number were sent before this wait last gave its token's hold back (after
+     * a failed attempt or a refused grant). A grant from an entry one of them queued may have been
+     * given back by that release already, so it must be confirmed by asking again; an attempt sent
+     * later runs after that release (same connection, in order), and so does any grant from its entry.
+     */
+    let sentBeforeGiveBack = 0;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
     // holder's release announce itself.
     const intent: WaitIntent = {
       announceFor: call.wait > 0 ? Math.ceil(pollInterval * 2.5) : 0,
       fair,
+      queue: fair ? undefined : queued,
       permits: call.permits,
       mode: call.mode,
     };
@@ -364,7 +378,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         let busy: BusyOutcome | undefined;
         let failure: unknown;
         let grant: { fences: number[]; leaseStart: number } | undefined;
-        // A fair release that handed the key to us: its message may have waited (a paused
+        // A release that handed the key to us: its message may have waited (a paused
         // process, a slow subscriber) while the lease it granted ran out. When it names the
         // attempt that queued us, the grant happened after that attempt ran, so the lease is
         // counted from when we sent it (admit's clock check then refuses a lease that ran out).
@@ -374,14 +388,15 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         const handed = waiter?.granted;
         if (waiter) waiter.granted = undefined;
         waiter?.consumeWake();
-        const handedSentAt = handed?.attempt === undefined ? undefined : sentAtOfAttempt?.get(handed.attempt);
+        const handedSentAt =
+          handed?.attempt === undefined || handed.attempt <= sentBeforeGiveBack ? undefined : sentAtOfAttempt?.get(handed.attempt);
         if (handed && handedSentAt !== undefined) {
           grant = { fences: [handed.fence], leaseStart: handedSentAt };
         } else {
           const sentAt = monotonicNow();
-          if (fair) {
-            fair.attempt += 1;
-            sentAtOfAttempt?.set(fair.attempt, sentAt);
+          if (queued) {
+            queued.attempt += 1;
+            sentAtOfAttempt?.set(queued.attempt, sentAt);
           }
           let outcome: AcquireOutcome | undefined;
           try {
@@ -393,6 +408,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
             failure = error;
             // The attempt may still run after we gave up on it: queue a release behind it.
             this.releaseQuietly(keys, token, shape);
+            sentBeforeGiveBack = queued?.attempt ?? 0;
           }
           if (outcome?.acquired) {
             grant = { fences: outcome.fences, leaseStart: outcome.grantedEarlier ? lastBusySentAt : sentAt };
@@ -409,6 +425,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
             acquired = true;
             return this.holdLease(keys, token, grant.fences, call, grant.leaseStart, shape, start);
           }
+          sentBeforeGiveBack = queued?.attempt ?? 0; // admit gave the hold back
           // Not held after all: an attempt that failed, retried within the wait.
         }
         if (busy && waiter?.granted !== undefined) continue; // handed over while we were asking
@@ -444,8 +461,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       }
     } finally {
       waiter?.dispose();
-      // A fair waiter that gives up leaves the queue, passing on the lock if it was just granted.
-      if (fair && !acquired) this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
+      // A queued waiter that gives up leaves the queue, passing on the lock if it was just granted.
+      if (queued && queued.attempt > 0 && !acquired) this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
     }
   }
 

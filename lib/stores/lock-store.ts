@@ -43,6 +43,12 @@ export interface WaitIntent {
    * attempt that queued the caller, and the lease is counted from when that attempt was sent).
    */
   fair?: { presenceTtl: number; attempt: number };
+  /**
+   * Default mode, one exclusive key, a caller that will wait: a busy attempt also queues it (no
+   * FIFO: a free key still goes to whoever asks first), so a release can hand it the lock
+   * directly. Same fields as `fair`. Stores without handoff ignore it.
+   */
+  queue?: { presenceTtl: number; attempt: number };
   /** Counting semaphore: at most this many holders per key (instead of an exclusive lock). */
   permits?: number;
   /** Read-write lock: `'read'` shares the key with other readers and excludes the writer. */

@@ -296,8 +296,10 @@ end`;
  * version (no attempt known: the waiter asks again), or a plain release "r<releasing token><key>"
  * when nobody is queued.
  */
-function handOver(channel: string, userKey: string, legacyKey: string, queuedBy: string): string {
+function handOver(channel: string, userKey: string, legacyKey: string, queuedBy: string, wanted: string): string {
   // ARGV[1] is always the releasing token; the script includes NEXT_FENCE.
+  // The granted value carries the ":w" flag while others still wait (queued, or marked the key
+  // wanted), so a default-mode holder's release hands on or announces in turn.
   return `
 ${pruneGoneWaiters(queuedBy)}
 local head = redis.call('LPOP', KEYS[3])
@@ -308,7 +310,11 @@ if head then
   local separator = string.find(head, ':', 1, true)
   local token = string.sub(head, 1, separator - 1)
   local fence = next_fence(KEYS[2], ${legacyKey}, true)
-  redis.call('SET', KEYS[1], token .. ':' .. fence, 'PX', string.sub(head, separator + 1))
+  local value = token .. ':' .. fence
+  if redis.call('EXISTS', KEYS[3], ${wanted}) > 0 then
+    value = value .. ':w'
+  end
+  redis.call('SET', KEYS[1], value, 'PX', string.sub(head, separator + 1))
   if attempt then
     redis.call('PUBLISH', ${channel}, 'h' .. token .. fence .. ':' .. attempt .. ':' .. ${userKey})
   else
@@ -371,12 +377,16 @@ end
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[3]) * 2)
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[3]) * 2)
 redis.call('PEXPIRE', KEYS[10], tonumber(ARGV[3]) * 2)
+if holder ~= 'shared' then
+  -- A default-mode holder hands on at release only when its value carries the flag.
+  flag_wanted(KEYS[1], holder)
+end
 return {0, 1, redis.call('PTTL', KEYS[1])}
 `;
 
 /**
  * KEYS[1] lock, KEYS[2] shared fence counter, KEYS[3] queue, KEYS[4] waiting, KEYS[5] legacy
- * fence counter, KEYS[6] queued-by; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if
+ * fence counter, KEYS[6] queued-by, KEYS[7] wanted marker; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if
  * owned and hands the lock straight to the first waiter still present (see handOver); with
  * nobody queued it announces a plain release.
  * Returns 1 if released, 0 if the lock was not ours.
@@ -388,7 +398,7 @@ if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]')}
+${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
 return 1
 `;
 
@@ -408,7 +418,101 @@ if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]', 'KEYS[6]')}
+${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
+return 1
+`;
+
+/**
+ * Default mode, one key, a caller that will wait (direct handoff without strict FIFO). KEYS: [1]
+ * lock, [2] shared fence counter, [3] legacy fence counter, [4] wanted marker, [5] readers, [6]
+ * writer-waiting marker, [7] permits, [8] queue, [9] waiting, [10] queued-by (the fair queue's
+ * keys); ARGV[1] token, ARGV[2] ttl, ARGV[3] how long to mark the key wanted, ARGV[4] how long the
+ * waiter counts as present without trying again, ARGV[5] the number of this attempt.
+ * Like ACQUIRE_SCRIPT for one key, except that a busy attempt also queues the caller (as a fair
+ * waiter queues), so the holder's release can hand the lock straight to it. A free key is taken
+ * whoever is queued (no FIFO: that is fair mode), and taking it takes the caller out of the queue.
+ * An attempt that finds the key already its own was handed it by a release (or is this very
+ * attempt re-sent after a lost reply): it answers "granted earlier", so the lease is counted from
+ * before the grant. Returns {1, fence}, {1, fence, 1} (granted earlier) or {0, 1, ms until free}.
+ */
+export const QUEUED_ACQUIRE_SCRIPT = `
+local holder = redis.call('GET', KEYS[1])
+if not holder and redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]) == 0 then
+  -- Free, no trace of another mode, nobody waiting or queued: decided before any helper is built.
+  local fence = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
+  return {1, fence}
+end
+${SHARED_HOLDERS}
+${NEXT_FENCE}
+${LOCK_VALUE}
+local entry = ARGV[1] .. ':' .. ARGV[2]
+local function leave_queue()
+  if redis.call('ZREM', KEYS[9], entry) == 1 then
+    redis.call('LREM', KEYS[8], 0, entry)
+    redis.call('HDEL', KEYS[10], entry)
+  end
+end
+local function queue_me()
+  if redis.call('ZADD', KEYS[9], server_now() + tonumber(ARGV[4]), entry) == 1 then
+    redis.call('RPUSH', KEYS[8], entry)
+    redis.call('HSET', KEYS[10], entry, ARGV[5])
+  end
+  local keep = tonumber(ARGV[4]) * 2
+  redis.call('PEXPIRE', KEYS[8], keep)
+  redis.call('PEXPIRE', KEYS[9], keep)
+  redis.call('PEXPIRE', KEYS[10], keep)
+end
+if holder then
+  local own = fence_if_mine(holder, ARGV[1])
+  if own then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    leave_queue()
+    return {1, own, 1}
+  end
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+  flag_wanted(KEYS[1], holder)
+  queue_me()
+  return {0, 1, redis.call('PTTL', KEYS[1])}
+end
+local shared_until = live_until(KEYS[5]) or live_until(KEYS[7])
+if shared_until then
+  -- Readers or permit holders: wait like a plain writer (marked waiting, so new ones queue behind).
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[3])
+  queue_me()
+  return {0, 1, shared_until - server_now()}
+end
+leave_queue()
+local fence = next_fence(KEYS[2], KEYS[3], true)
+local value = ARGV[1] .. ':' .. fence
+redis.call('DEL', KEYS[6])
+if redis.call('EXISTS', KEYS[4], KEYS[8]) > 0 then
+  value = value .. ':w'
+end
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return {1, fence}
+`;
+
+/**
+ * Default mode, one key: KEYS[1] lock, [2] shared fence counter, [3] queue, [4] waiting, [5]
+ * legacy fence counter, [6] queued-by, [7] wanted marker; ARGV[1] token, ARGV[2] channel, ARGV[3]
+ * user key. Compare-and-delete; when the value carries the ":w" flag (someone waits), the lock goes
+ * straight to the first queued waiter still present (see handOver), or the release is announced.
+ * Returns 1 if released, 0 if the lock was not ours.
+ */
+export const RELEASE_ONE_SCRIPT = `
+local value = redis.call('GET', KEYS[1])
+local mine = ARGV[1] .. ':'
+if not value or string.sub(value, 1, #mine) ~= mine then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if string.sub(value, -2) ~= ':w' then
+  return 1
+end
+${NEXT_FENCE}
+${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
 return 1
 `;
 

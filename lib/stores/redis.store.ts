@@ -20,6 +20,8 @@ import {
   SEMAPHORE_EXTEND_SCRIPT,
   SEMAPHORE_RELEASE_SCRIPT,
   READ_ACQUIRE_SCRIPT,
+  QUEUED_ACQUIRE_SCRIPT,
+  RELEASE_ONE_SCRIPT,
 } from './redis-scripts.js';
 
 type Client = Redis | Cluster;
@@ -37,6 +39,8 @@ interface ScriptCommands {
   nestjsRedisLockSemaphoreExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockSemaphoreRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockReadAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockQueuedAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -101,6 +105,8 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockSemaphoreExtend', { lua: SEMAPHORE_EXTEND_SCRIPT });
     client.defineCommand('nestjsRedisLockSemaphoreRelease', { lua: SEMAPHORE_RELEASE_SCRIPT });
     client.defineCommand('nestjsRedisLockReadAcquire', { lua: READ_ACQUIRE_SCRIPT });
+    client.defineCommand('nestjsRedisLockQueuedAcquire', { lua: QUEUED_ACQUIRE_SCRIPT });
+    client.defineCommand('nestjsRedisLockReleaseOne', { lua: RELEASE_ONE_SCRIPT });
   }
 
   static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
@@ -152,6 +158,11 @@ export class RedisLockStore implements LockStore {
       if (reply[0] !== 1) return { acquired: false, busyKey: key, busyForMs: Number(reply[2]) };
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
+    if (intent.queue && keys.length === 1 && intent.permits === undefined && intent.mode !== 'read') {
+      const reply = await this.queuedAcquire(keys[0], token, ttl, intent, intent.queue);
+      if (reply[0] !== 1) return busyOutcome(keys, reply);
+      return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
+    }
     const shape: LeaseShape = { permits: intent.permits, mode: intent.mode };
     if (!this.isCluster) {
       // The common case, kept to one script call with no extra allocation.
@@ -172,6 +183,35 @@ export class RedisLockStore implements LockStore {
       group.forEach((key, i) => fences.set(key, Number(reply[i + 1])));
     }
     return { acquired: true, fences: keys.map((key) => fences.get(key) as number) };
+  }
+
+  /** One key, default mode, a caller that will wait: queued for a direct handoff when busy. */
+  private queuedAcquire(
+    key: string,
+    token: string,
+    ttl: number,
+    intent: WaitIntent,
+    queue: NonNullable<WaitIntent['queue']>,
+  ): Promise<number[]> {
+    const [lockKey, counter, queueKey, waitingKey] = this.fairKeys(key);
+    return this.client.nestjsRedisLockQueuedAcquire(
+      10,
+      lockKey,
+      counter,
+      `${lockKey}:fence`,
+      `${lockKey}:wanted`,
+      `${lockKey}:readers`,
+      `${lockKey}:writer-waiting`,
+      `${lockKey}:permits`,
+      queueKey,
+      waitingKey,
+      `${lockKey}:queued-by`,
+      token,
+      ttl,
+      intent.announceFor,
+      queue.presenceTtl,
+      queue.attempt,
+    );
   }
 
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
@@ -277,7 +317,16 @@ export class RedisLockStore implements LockStore {
   async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
     if (shape?.fair) {
       const key = keys[0];
-      return this.client.nestjsRedisLockFairRelease(6, ...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), token, this.releaseChannel, key);
+      return this.client.nestjsRedisLockFairRelease(
+        7,
+        ...this.fairKeys(key),
+        this.legacyFenceKey(key),
+        this.queuedByKey(key),
+        this.wantedKey(key),
+        token,
+        this.releaseChannel,
+        key,
+      );
     }
     if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
     const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
@@ -289,12 +338,39 @@ export class RedisLockStore implements LockStore {
       const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
       return this.client.nestjsRedisLockSemaphoreRelease(sets.length, ...sets, token, this.releaseChannel, ...keys);
     }
-    if (keys.length === 1) return this.client.nestjsRedisLockRelease(1, this.lockKey(keys[0]), token, this.releaseChannel, keys[0]);
+    if (keys.length === 1) {
+      // One key: its release can hand the lock straight to a queued waiter.
+      const key = keys[0];
+      const [lockKey, counter, queueKey, waitingKey] = this.fairKeys(key);
+      return this.client.nestjsRedisLockReleaseOne(
+        7,
+        lockKey,
+        counter,
+        queueKey,
+        waitingKey,
+        `${lockKey}:fence`,
+        `${lockKey}:queued-by`,
+        `${lockKey}:wanted`,
+        token,
+        this.releaseChannel,
+        key,
+      );
+    }
     return this.client.nestjsRedisLockRelease(keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
   }
 
   async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
-    await this.client.nestjsRedisLockFairLeave(6, ...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), token, ttl, this.releaseChannel, key);
+    await this.client.nestjsRedisLockFairLeave(
+      7,
+      ...this.fairKeys(key),
+      this.legacyFenceKey(key),
+      this.queuedByKey(key),
+      this.wantedKey(key),
+      token,
+      ttl,
+      this.releaseChannel,
+      key,
+    );
   }
 
   /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */

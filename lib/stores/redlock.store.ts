@@ -36,10 +36,12 @@ export class RedlockStore implements LockStore {
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     const start = monotonicNow();
+    // No direct handoff under Redlock: one master alone must never grant a lock.
+    const masterIntent: WaitIntent = intent.queue ? { ...intent, queue: undefined } : intent;
     // Decided as soon as the answer is known: a quorum granted, or too many masters said busy or
     // failed for a quorum to remain. Slower masters are not waited for.
     const replies = await this.onMasters(
-      (master) => master.acquire(keys, token, ttl, intent),
+      (master) => master.acquire(keys, token, ttl, masterIntent),
       perMasterBound(ttl),
       (answers) => this.count(answers, isGranted) >= this.quorum || this.count(answers, (a) => a !== undefined && !isGranted(a)) > this.masters.length - this.quorum,
     );
