@@ -96,7 +96,9 @@ describe('waiting for a busy lock', () => {
   });
 });
 
-describe('fair mode', () => {
+// Fair waiters, and default-mode waiters for one exclusive key, are queued in Redis and handed the
+// lock by the holder's release.
+describe.each([true, false])('queued waiters, handed the lock by the release (fair: %s)', (fair) => {
   let server: RedisServer;
   let redis: Redis;
   let appA: LockApp;
@@ -106,8 +108,8 @@ describe('fair mode', () => {
   beforeAll(async () => {
     server = await RedisServer.start();
     redis = server.client();
-    appA = await startLockApp({ redis: server.url, fair: true });
-    appB = await startLockApp({ redis: server.url, fair: true });
+    appA = await startLockApp({ redis: server.url, fair });
+    appB = await startLockApp({ redis: server.url, fair });
   });
   afterAll(async () => {
     await appA?.close();
@@ -117,7 +119,7 @@ describe('fair mode', () => {
   });
 
   it('serves waiters from two apps in arrival order', async () => {
-    const key = 'fair:order';
+    const key = `fair:order:${fair}`;
     const held = await appA.locks.acquire(key);
     const order: string[] = [];
     const waiters: Array<Promise<void>> = [];
@@ -139,7 +141,7 @@ describe('fair mode', () => {
   });
 
   it('hands the lock straight to the first waiter in the release itself', async () => {
-    const key = 'fair:handoff';
+    const key = `fair:handoff:${fair}`;
     const held = await appA.locks.acquire(key);
     const waiting = appB.locks.acquire(key, { wait: 30_000 });
     await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
@@ -153,10 +155,10 @@ describe('fair mode', () => {
   });
 
   it('a waiter handed the lock holds it without asking Redis again', async () => {
-    const key = 'fair:no-extra-request';
+    const key = `fair:no-extra-request:${fair}`;
     // Waiters that never refresh their place during the test, so every command is accounted for.
-    const holderApp = await startLockApp({ redis: server.url, fair: true, pollInterval: 600_000 });
-    const waiterApp = await startLockApp({ redis: server.url, fair: true, pollInterval: 600_000 });
+    const holderApp = await startLockApp({ redis: server.url, fair, pollInterval: 600_000 });
+    const waiterApp = await startLockApp({ redis: server.url, fair, pollInterval: 600_000 });
     // redis-cli's MONITOR (ioredis 6's monitor mode trips over other traffic): one line per command.
     const monitor = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port), 'monitor'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
@@ -195,7 +197,7 @@ describe('fair mode', () => {
   });
 
   it('a grant message that names an attempt whose lease has run out is not taken as a hold', async () => {
-    const key = 'fair:late-grant';
+    const key = `fair:late-grant:${fair}`;
     const held = await appA.locks.acquire(key, { ttl: 600_000 });
     let resolved: Lock | undefined;
     const ttl = 300;
@@ -218,7 +220,7 @@ describe('fair mode', () => {
   });
 
   it('skips a waiter that gave up, and one whose process stopped refreshing its place', async () => {
-    const key = 'fair:gone';
+    const key = `fair:gone:${fair}`;
     const held = await appA.locks.acquire(key);
     await expect(appB.locks.acquire(key, { wait: 150 })).rejects.toBeInstanceOf(LockNotAcquiredError);
     await eventually(async () => (await queueLength(key)) === 0, 10_000, 'the waiter that gave up to leave the queue');

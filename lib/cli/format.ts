@@ -83,7 +83,7 @@ export function details(info: LockInfo, now: number): string {
   lines.push(`  fence counter: ${info.fence}`);
   if (info.permits !== undefined) lines.push(`  permits: ${info.holders.length} of ${info.permits} in use`);
   if (info.writerWaiting) lines.push('  a writer is waiting: new readers queue behind it');
-  lines.push(`  fair queue: ${info.queueLength}`);
+  lines.push(`  queued: ${info.queueLength}`);
   lines.push(`  waiting: ${info.waiting ? 'yes' : 'no'}`);
   if (info.masters) {
     lines.push(`  redlock: quorum ${info.quorum}`);

@@ -64,7 +64,7 @@ export interface LockInfo {
   permits?: number;
   /** A writer waits for the readers (or permit holders) to leave; new ones queue behind it. */
   writerWaiting?: boolean;
-  /** Fair waiters queued for the key (still present). */
+  /** Waiters queued for the key (still present): fair ones, and default-mode waiters for one exclusive key. */
   queueLength: number;
   /** Someone waits for the key (its release will be announced). */
   waiting: boolean;
