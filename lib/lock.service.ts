@@ -340,10 +340,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     // Fair waiters sit in a Redis queue and must refresh their place there while they wait.
     const pollInterval = call.fair ? Math.min(this.options.pollInterval, call.ttl / 3) : this.options.pollInterval;
     // A caller that waits is queued in Redis when the key is busy (fair: in order; otherwise one
-    // exclusive key, for a direct handoff by the release). `attempt` is renumbered before each
+    // key, exclusive or a permit, for a direct handoff by the release). `attempt` is renumbered before each
     // attempt: a grant names the attempt that queued us.
     const queued =
-      call.fair || (call.wait > 0 && keys.length === 1 && call.permits === undefined && call.mode !== 'read')
+      call.fair || (call.wait > 0 && keys.length === 1 && call.mode !== 'read')
         ? { presenceTtl: Math.ceil(pollInterval * 3), attempt: 0 }
         : undefined;
     const fair = call.fair ? queued : undefined;
@@ -462,7 +462,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     } finally {
       waiter?.dispose();
       // A queued waiter that gives up leaves the queue, passing on the lock if it was just granted.
-      if (queued && queued.attempt > 0 && !acquired) this.store.leaveQueue(keys[0], token, call.ttl).catch(() => undefined);
+      if (queued && queued.attempt > 0 && !acquired) this.store.leaveQueue(keys[0], token, call.ttl, shape).catch(() => undefined);
     }
   }
 

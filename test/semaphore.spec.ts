@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { LockConfigError, LockLostError, type LockModuleOptions } from '../lib/index.js';
+import { LockConfigError, LockLostError, LockNotAcquiredError, type LockModuleOptions } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import { RedisMonitor, sentNothingAfterHandoff } from './support/redis-monitor.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/semaphore-worker.mjs', import.meta.url));
 
@@ -118,6 +119,83 @@ describe('semaphores', () => {
 
   describeSemaphores('Redis', () => ({ redis: server.url }));
   describeSemaphores("store: 'memory'", () => ({ store: 'memory', prefix: 'sem-memory:' }));
+
+  describe('handoff of a freed permit to a queued waiter', () => {
+    let holderApp: LockApp;
+    let waiterApp: LockApp;
+    const queueLength = (key: string) => redis.llen(`lock:{${key}}:permits:queue`);
+    beforeAll(async () => {
+      // No poll during a test: every request is the one the test expects.
+      holderApp = await startLockApp({ redis: data.url, pollInterval: 600_000 });
+      waiterApp = await startLockApp({ redis: data.url, pollInterval: 600_000 });
+    });
+    afterAll(async () => {
+      await holderApp?.close();
+      await waiterApp?.close();
+    });
+
+    it('gives the permit straight to the waiter, which holds it without asking Redis again', async () => {
+      const key = 'sem:handoff';
+      const monitor = await RedisMonitor.start(data.port);
+      try {
+        // The waiter app's first wait subscribes and then asks again at once: warm that up first.
+        const warmHeld = await holderApp.locks.acquire(`${key}:warm-up`, { permits: 1 });
+        const warmWaiting = waiterApp.locks.acquire(`${key}:warm-up`, { permits: 1, wait: 30_000 });
+        await eventually(async () => (await queueLength(`${key}:warm-up`)) === 1, 10_000, 'the warm-up waiter to queue');
+        await warmHeld.release();
+        await (await warmWaiting).release();
+
+        const held = [await holderApp.locks.acquire(key, { permits: 2 }), await holderApp.locks.acquire(key, { permits: 2 })];
+        const waiting = waiterApp.locks.acquire(key, { permits: 2, wait: 30_000 });
+        await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+        await held[0].release();
+        const got = await waiting;
+        const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held[0].token, got.token);
+        expect(before).toBeGreaterThan(0);
+        expect(after).toEqual([]);
+        expect(got.fence).toBeGreaterThan(held[1].fence);
+        expect(await redis.zcard(`lock:{${key}}:permits`)).toBe(2);
+        await Promise.all([got.release(), held[1].release()]);
+        expect(await redis.exists(`lock:{${key}}:permits`, `lock:{${key}}:permits:holds`, `lock:{${key}}:permits:queue`)).toBe(0);
+      } finally {
+        monitor.stop();
+      }
+    });
+
+    it('hands no permit over while a writer waits for the key; the writer goes first', async () => {
+      const key = 'sem:writer-first';
+      const permit = await holderApp.locks.acquire(key, { permits: 1 });
+      const writer = holderApp.locks.acquire(key, { wait: 30_000 });
+      await eventually(async () => (await redis.exists(`lock:{${key}}:writer-waiting`)) === 1, 10_000, 'the writer to wait');
+      let permitWaiterGot = false;
+      const permitWaiter = waiterApp.locks.acquire(key, { permits: 1, wait: 30_000 }).then((lock) => {
+        permitWaiterGot = true;
+        return lock;
+      });
+      await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the permit waiter to queue');
+      await permit.release();
+      const writerLock = await writer;
+      expect(permitWaiterGot).toBe(false);
+      await writerLock.release();
+      const second = await permitWaiter;
+      expect(second.fence).toBeGreaterThan(writerLock.fence);
+      await second.release();
+    });
+
+    it('a waiter that gives up leaves the queue, and the next permit goes to the one still waiting', async () => {
+      const key = 'sem:gave-up';
+      const held = await holderApp.locks.acquire(key, { permits: 1 });
+      await expect(waiterApp.locks.acquire(key, { permits: 1, wait: 150 })).rejects.toBeInstanceOf(LockNotAcquiredError);
+      await eventually(async () => (await queueLength(key)) === 0, 10_000, 'the waiter that gave up to leave the queue');
+      const waiting = waiterApp.locks.acquire(key, { permits: 1, wait: 30_000 });
+      await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the live waiter to queue');
+      await held.release();
+      const got = await waiting;
+      expect(await redis.zscore(`lock:{${key}}:permits`, got.token)).not.toBeNull();
+      await got.release();
+      expect(await redis.exists(`lock:{${key}}:permits`, `lock:{${key}}:permits:queue`)).toBe(0);
+    });
+  });
 
   it('reclaims the permit of a holder killed with SIGKILL after its ttl', async () => {
     const app = await startLockApp({ redis: server.url });

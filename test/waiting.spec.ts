@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
+import { RedisMonitor, sentNothingAfterHandoff } from './support/redis-monitor.js';
 
 describe('waiting for a busy lock', () => {
   let server: RedisServer;
@@ -159,11 +159,7 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
     // Waiters that never refresh their place during the test, so every command is accounted for.
     const holderApp = await startLockApp({ redis: server.url, fair, pollInterval: 600_000 });
     const waiterApp = await startLockApp({ redis: server.url, fair, pollInterval: 600_000 });
-    // redis-cli's MONITOR (ioredis 6's monitor mode trips over other traffic): one line per command.
-    const monitor = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port), 'monitor'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let output = '';
-    monitor.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await eventually(() => output.startsWith('OK'), 10_000, 'MONITOR to start');
+    const monitor = await RedisMonitor.start(server.port);
     try {
       // A first wait subscribes to release messages and then asks again at once (a release
       // during the subscribe would go unheard): warm that up, so the round below is the steady state.
@@ -178,19 +174,14 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
       await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
       await held.release();
       const got = await waiting;
-      await redis.ping('end-of-handoff'); // MONITOR lines arrive in order: this one marks the end
-      await eventually(() => output.includes('end-of-handoff'), 10_000, 'MONITOR to catch up');
-      // Script calls sent by clients (not the commands scripts run, logged as "lua").
-      const sent = output.split('\n').filter((line) => /\] "eval(sha)?" /.test(line) && !line.includes(' lua] '));
-      const releaseAt = sent.findLastIndex((line) => line.includes(held.token));
-      expect(releaseAt).toBeGreaterThanOrEqual(0);
       // The waiter's only commands are the attempts before the release; nothing after it.
-      expect(sent.slice(0, releaseAt).some((line) => line.includes(got.token))).toBe(true);
-      expect(sent.slice(releaseAt + 1).filter((line) => line.includes(got.token))).toEqual([]);
+      const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
+      expect(before).toBeGreaterThan(0);
+      expect(after).toEqual([]);
       expect(got.fence).toBe(held.fence + 1);
       await got.release();
     } finally {
-      monitor.kill();
+      monitor.stop();
       await holderApp.close();
       await waiterApp.close();
     }

@@ -44,9 +44,9 @@ export interface WaitIntent {
    */
   fair?: { presenceTtl: number; attempt: number };
   /**
-   * Default mode, one exclusive key, a caller that will wait: a busy attempt also queues it (no
-   * FIFO: a free key still goes to whoever asks first), so a release can hand it the lock
-   * directly. Same fields as `fair`. Stores without handoff ignore it.
+   * Default mode, one key (exclusive, or a permit), a caller that will wait: a busy attempt also
+   * queues it (no FIFO: a free key or permit still goes to whoever asks first), so a release can
+   * hand it over directly. Same fields as `fair`. Stores without handoff ignore it.
    */
   queue?: { presenceTtl: number; attempt: number };
   /** Counting semaphore: at most this many holders per key (instead of an exclusive lock). */
@@ -117,7 +117,7 @@ export interface LockStore {
    */
   confirmGrant?(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void>;
   /** A fair waiter gives up: leaves the queue, passing the lock on if it was granted meanwhile. */
-  leaveQueue(key: string, token: string, ttl: number): Promise<void>;
+  leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void>;
   isLocked(key: string): Promise<boolean>;
   /**
    * Starts listening for releases (idempotent) and resolves once listening: after that, every

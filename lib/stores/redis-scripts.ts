@@ -274,17 +274,17 @@ return released
  */
 
 /** Shared Lua: drops queue heads whose waiters stopped refreshing (crashed or gave up). */
-function pruneGoneWaiters(queuedBy: string): string {
+function pruneGoneWaiters(queuedBy: string, queue = 'KEYS[3]', waiting = 'KEYS[4]'): string {
   return `
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 while true do
-  local head = redis.call('LINDEX', KEYS[3], 0)
+  local head = redis.call('LINDEX', ${queue}, 0)
   if not head then break end
-  local gone_at = redis.call('ZSCORE', KEYS[4], head)
+  local gone_at = redis.call('ZSCORE', ${waiting}, head)
   if gone_at and tonumber(gone_at) > now then break end
-  redis.call('LPOP', KEYS[3])
-  redis.call('ZREM', KEYS[4], head)
+  redis.call('LPOP', ${queue})
+  redis.call('ZREM', ${waiting}, head)
   redis.call('HDEL', ${queuedBy}, head)
 end`;
 }
@@ -547,6 +547,32 @@ return 1
  */
 
 /**
+ * Shared Lua for waiters queued for a handoff: `queue_me(queue, waiting, queued_by, presence, attempt)`
+ * adds (or refreshes) the caller's entry "<token>:<ttl>" (ARGV[1], ARGV[2]), recording the attempt
+ * that created it; `leave_queue(queue, waiting, queued_by)` takes it out. Needs server_now().
+ */
+const QUEUE_ME = `
+local function queue_me(queue, waiting, queued_by, presence, attempt)
+  local entry = ARGV[1] .. ':' .. ARGV[2]
+  if redis.call('ZADD', waiting, server_now() + tonumber(presence), entry) == 1 then
+    redis.call('RPUSH', queue, entry)
+    redis.call('HSET', queued_by, entry, attempt)
+  end
+  local keep = tonumber(presence) * 2
+  redis.call('PEXPIRE', queue, keep)
+  redis.call('PEXPIRE', waiting, keep)
+  redis.call('PEXPIRE', queued_by, keep)
+end
+local function leave_queue(queue, waiting, queued_by)
+  local entry = ARGV[1] .. ':' .. ARGV[2]
+  if redis.call('ZREM', waiting, entry) == 1 then
+    redis.call('LREM', queue, 0, entry)
+    redis.call('HDEL', queued_by, entry)
+  end
+end
+`;
+
+/**
  * KEYS per user key i (8 each): [8i-7] permits set, [8i-6] its holds hash, [8i-5] shared fence
  * counter, [8i-4] wanted marker, [8i-3] lock, [8i-2] readers set, [8i-1] writer-waiting marker,
  * [8i] legacy fence counter; ARGV[1] token,
@@ -555,20 +581,25 @@ return 1
  * it, or waits to write it. All or nothing over the keys. Returns {1, fence...}, {0, i, ms until
  * it may be free}, or {-1, i, limit in use} when the key's holders agreed on another number.
  */
-export const SEMAPHORE_ACQUIRE_SCRIPT = `
+function semaphoreAcquire(queued: boolean): string {
+  return `
 ${SHARED_HOLDERS}
 ${NEXT_FENCE}
 ${LOCK_VALUE}
 ${SORTED_HOLDS}
 local now = server_now()
-local n = #KEYS / 8
+local n = ${queued ? 1 : '#KEYS / 8'}
+${queued ? QUEUE_ME : ''}
+local already = false
 local permits = tonumber(ARGV[3])
 local announce = tonumber(ARGV[4])
 for i = 1, n do
   local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
   prune(set, holds, now)
-  if not redis.call('HGET', holds, ARGV[1]) then
+  if redis.call('HGET', holds, ARGV[1]) then
+    already = true
+  else
     local holders = redis.call('ZCARD', set)
     local limit = tonumber(redis.call('HGET', holds, 'limit') or '0')
     if holders > 0 and limit ~= permits and limit > 0 then
@@ -594,6 +625,7 @@ for i = 1, n do
           flag_wanted(KEYS[base + 5], redis.call('GET', KEYS[base + 5]))
         end
       end
+      ${queued ? 'queue_me(KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[6])' : ''}
       return {0, i, busy_until - now}
     end
   end
@@ -607,7 +639,94 @@ for i = 1, n do
   redis.call('HSET', holds, 'limit', permits)
   keep_alive(set, holds, ttl)
 end
+${queued ? 'leave_queue(KEYS[9], KEYS[10], KEYS[11])\nif already then reply[3] = 1 end' : ''}
 return reply
+`;
+}
+export const SEMAPHORE_ACQUIRE_SCRIPT = semaphoreAcquire(false);
+/**
+ * One key, a caller that will wait: as SEMAPHORE_ACQUIRE_SCRIPT with one key (KEYS[1..8]), plus
+ * the permit queue KEYS[9] queue, [10] waiting, [11] queued-by; ARGV[5] how long the waiter counts
+ * as present, ARGV[6] the number of this attempt. A busy attempt queues the caller, so a permit's
+ * release can hand it over (PERMIT_RELEASE_ONE_SCRIPT); taking a permit takes the caller out of the
+ * queue. A permit this token already holds was handed to it (or this attempt is re-sent): the
+ * reply then ends with 1 ("granted earlier"). Returns {1, fence}, {1, fence, 1} or as above.
+ */
+export const QUEUED_SEMAPHORE_ACQUIRE_SCRIPT = semaphoreAcquire(true);
+
+/**
+ * Gives one permit back and hands it to the first queued permit waiter still present, unless a
+ * writer holds or waits for the key (writers are never starved: the permits then drain). KEYS:
+ * [1] permits set, [2] holds hash, [3] wanted marker, [4] lock, [5] writer-waiting marker, [6]
+ * shared fence counter, [7] legacy fence counter, [8] permit queue, [9] waiting, [10] queued-by;
+ * ARGV[1] token. Announces "h<token><fence>:<attempt>:<key>" (see handOver) for a handoff, else a
+ * plain release when someone marked the key wanted. Evaluates to 1 if the token held a permit.
+ */
+function permitGiveBack(channel: string, userKey: string): string {
+  return `
+local function give_back()
+  if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
+  local handed = false
+  if limit > 0 and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
+    ${pruneGoneWaiters('KEYS[10]', 'KEYS[8]', 'KEYS[9]')}
+    prune(KEYS[1], KEYS[2], now)
+    local head = nil
+    if redis.call('ZCARD', KEYS[1]) < limit then
+      head = redis.call('LPOP', KEYS[8])
+    end
+    if head then
+      redis.call('ZREM', KEYS[9], head)
+      local attempt = redis.call('HGET', KEYS[10], head)
+      redis.call('HDEL', KEYS[10], head)
+      local separator = string.find(head, ':', 1, true)
+      local token = string.sub(head, 1, separator - 1)
+      local ttl = tonumber(string.sub(head, separator + 1))
+      local fence = hold_in(KEYS[1], KEYS[2], KEYS[6], KEYS[7], token, now, ttl)
+      redis.call('HSET', KEYS[2], 'limit', limit)
+      keep_alive(KEYS[1], KEYS[2], ttl)
+      handed = true
+      if attempt then
+        redis.call('PUBLISH', ${channel}, 'h' .. token .. fence .. ':' .. attempt .. ':' .. ${userKey})
+      else
+        redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
+      end
+    end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[2])
+  end
+  if not handed and redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
+  end
+  return 1
+end`;
+}
+
+/** One permit of one key (KEYS as permitGiveBack); ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Returns 1 if released. */
+export const PERMIT_RELEASE_ONE_SCRIPT = `
+${NEXT_FENCE}
+${SORTED_HOLDS}
+${permitGiveBack('ARGV[2]', 'ARGV[3]')}
+return give_back()
+`;
+
+/**
+ * A queued permit waiter gives up (KEYS as permitGiveBack); ARGV[1] token, ARGV[2] ttl, ARGV[3]
+ * channel, ARGV[4] user key: it leaves the permit queue and, if a release handed it a permit
+ * meanwhile, gives that back (handing it on). Returns 1 if it held one.
+ */
+export const PERMIT_LEAVE_SCRIPT = `
+${NEXT_FENCE}
+${SORTED_HOLDS}
+local entry = ARGV[1] .. ':' .. ARGV[2]
+if redis.call('ZREM', KEYS[9], entry) == 1 then
+  redis.call('LREM', KEYS[8], 0, entry)
+  redis.call('HDEL', KEYS[10], entry)
+end
+${permitGiveBack('ARGV[3]', 'ARGV[4]')}
+return give_back()
 `;
 
 /**

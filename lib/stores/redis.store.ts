@@ -22,6 +22,9 @@ import {
   READ_ACQUIRE_SCRIPT,
   QUEUED_ACQUIRE_SCRIPT,
   RELEASE_ONE_SCRIPT,
+  QUEUED_SEMAPHORE_ACQUIRE_SCRIPT,
+  PERMIT_RELEASE_ONE_SCRIPT,
+  PERMIT_LEAVE_SCRIPT,
 } from './redis-scripts.js';
 
 type Client = Redis | Cluster;
@@ -41,6 +44,9 @@ interface ScriptCommands {
   nestjsRedisLockReadAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockQueuedAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockQueuedSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  nestjsRedisLockPermitReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockPermitLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -107,6 +113,9 @@ export class RedisLockStore implements LockStore {
     client.defineCommand('nestjsRedisLockReadAcquire', { lua: READ_ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockQueuedAcquire', { lua: QUEUED_ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockReleaseOne', { lua: RELEASE_ONE_SCRIPT });
+    client.defineCommand('nestjsRedisLockQueuedSemaphoreAcquire', { lua: QUEUED_SEMAPHORE_ACQUIRE_SCRIPT });
+    client.defineCommand('nestjsRedisLockPermitReleaseOne', { lua: PERMIT_RELEASE_ONE_SCRIPT });
+    client.defineCommand('nestjsRedisLockPermitLeave', { lua: PERMIT_LEAVE_SCRIPT });
   }
 
   static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
@@ -158,8 +167,11 @@ export class RedisLockStore implements LockStore {
       if (reply[0] !== 1) return { acquired: false, busyKey: key, busyForMs: Number(reply[2]) };
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
-    if (intent.queue && keys.length === 1 && intent.permits === undefined && intent.mode !== 'read') {
-      const reply = await this.queuedAcquire(keys[0], token, ttl, intent, intent.queue);
+    if (intent.queue && keys.length === 1 && intent.mode !== 'read') {
+      const reply =
+        intent.permits === undefined
+          ? await this.queuedAcquire(keys[0], token, ttl, intent, intent.queue)
+          : await this.queuedPermitAcquire(keys[0], token, ttl, intent, intent.permits, intent.queue);
       if (reply[0] !== 1) return busyOutcome(keys, reply);
       return { acquired: true, fences: [Number(reply[1])], grantedEarlier: reply[2] === 1 };
     }
@@ -212,6 +224,57 @@ export class RedisLockStore implements LockStore {
       queue.presenceTtl,
       queue.attempt,
     );
+  }
+
+  /** One key, a permit, a caller that will wait: queued for a permit's handoff when full. */
+  private queuedPermitAcquire(
+    key: string,
+    token: string,
+    ttl: number,
+    intent: WaitIntent,
+    permits: number,
+    queue: NonNullable<WaitIntent['queue']>,
+  ): Promise<number[]> {
+    const set = this.permitsKey(key);
+    return this.client.nestjsRedisLockQueuedSemaphoreAcquire(
+      11,
+      set,
+      holdsOf(set),
+      this.fenceKey(key),
+      this.wantedKey(key),
+      this.lockKey(key),
+      this.readersKey(key),
+      this.writerWaitingKey(key),
+      this.legacyFenceKey(key),
+      ...this.permitQueueKeys(key),
+      token,
+      ttl,
+      permits,
+      intent.announceFor,
+      queue.presenceTtl,
+      queue.attempt,
+    );
+  }
+
+  /** Keys of a permit's give-back with handoff (see permitGiveBack in redis-scripts.ts). */
+  private permitGiveBackKeys(key: string): string[] {
+    const set = this.permitsKey(key);
+    return [
+      set,
+      holdsOf(set),
+      this.wantedKey(key),
+      this.lockKey(key),
+      this.writerWaitingKey(key),
+      this.fenceKey(key),
+      this.legacyFenceKey(key),
+      ...this.permitQueueKeys(key),
+    ];
+  }
+
+  /** Queue, presence and queued-by of permit waiters (apart from the exclusive lock's queue). */
+  private permitQueueKeys(key: string): [string, string, string] {
+    const set = this.permitsKey(key);
+    return [`${set}:queue`, `${set}:waiting`, `${set}:queued-by`];
   }
 
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
@@ -334,6 +397,10 @@ export class RedisLockStore implements LockStore {
   }
 
   private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
+    if (keys.length === 1 && shape?.permits !== undefined) {
+      // One key's permit: its release can hand the permit straight to a queued waiter.
+      return this.client.nestjsRedisLockPermitReleaseOne(10, ...this.permitGiveBackKeys(keys[0]), token, this.releaseChannel, keys[0]);
+    }
     if (heldInSortedSet(shape)) {
       const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
       return this.client.nestjsRedisLockSemaphoreRelease(sets.length, ...sets, token, this.releaseChannel, ...keys);
@@ -359,7 +426,11 @@ export class RedisLockStore implements LockStore {
     return this.client.nestjsRedisLockRelease(keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
   }
 
-  async leaveQueue(key: string, token: string, ttl: number): Promise<void> {
+  async leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void> {
+    if (shape?.permits !== undefined) {
+      await this.client.nestjsRedisLockPermitLeave(10, ...this.permitGiveBackKeys(key), token, ttl, this.releaseChannel, key);
+      return;
+    }
     await this.client.nestjsRedisLockFairLeave(
       7,
       ...this.fairKeys(key),

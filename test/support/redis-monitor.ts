@@ -1,0 +1,50 @@
+import { spawn } from 'node:child_process';
+import type { Redis } from 'ioredis';
+import { eventually } from './lock-app.js';
+
+/**
+ * Every command a Redis server runs, one line each, from `redis-cli monitor` (ioredis 6's own
+ * monitor mode trips over other traffic on the server). Used to prove how many requests a
+ * client sent, e.g. that a waiter handed a lock sends nothing more.
+ */
+export class RedisMonitor {
+  private output = '';
+  private constructor(private readonly child: ReturnType<typeof spawn>) {
+    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+  }
+
+  static async start(port: number): Promise<RedisMonitor> {
+    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'monitor'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const monitor = new RedisMonitor(child);
+    await eventually(() => monitor.output.startsWith('OK'), 10_000, 'MONITOR to start');
+    return monitor;
+  }
+
+  /**
+   * Script calls sent by clients so far (not the commands scripts run, logged as "lua"), once a
+   * PING sent now through `redis` has shown up: lines arrive in order, so everything before it is in.
+   */
+  async scriptCalls(redis: Redis): Promise<string[]> {
+    const marker = `monitor-mark-${Math.random().toString(36).slice(2)}`;
+    await redis.ping(marker);
+    await eventually(() => this.output.includes(marker), 10_000, 'MONITOR to catch up');
+    return this.output.split('\n').filter((line) => /\] "eval(sha)?" /.test(line) && !line.includes(' lua] '));
+  }
+
+  stop(): void {
+    this.child.kill();
+  }
+}
+
+/**
+ * Checks that the client holding `waiterToken` sent script calls before `releasedBy`'s last call
+ * (its attempts while queued) and none after it: it was handed the lock by that release.
+ */
+export function sentNothingAfterHandoff(calls: string[], releasedBy: string, waiterToken: string): { before: number; after: string[] } {
+  const releaseAt = calls.findLastIndex((line) => line.includes(releasedBy));
+  if (releaseAt < 0) throw new Error(`no script call of ${releasedBy} in MONITOR output`);
+  return {
+    before: calls.slice(0, releaseAt).filter((line) => line.includes(waiterToken)).length,
+    after: calls.slice(releaseAt + 1).filter((line) => line.includes(waiterToken)),
+  };
+}
