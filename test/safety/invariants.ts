@@ -97,12 +97,12 @@ const RECOVERY = 2_500;
 export const INVARIANTS: Record<number, string> = {
   1: 'exclusive holds of a key never overlap while both are valid',
   2: 'never more valid holders of a key than their permits',
-  3: 'readers and a writer never overlap',
+  3: 'readers, permit holders and a writer never overlap (each kind excludes the others)',
   4: 'fences never repeat per key and increase in real-time order',
   5: 'no lock returned with its lease already over',
   6: 'a wait never outlives its deadline by more than one call bound (+ slack)',
   7: 'only documented errors; "unavailable" only while a fault explains it',
-  8: 'writer preference: no reader admitted past a waiting writer, no writer starved by readers',
+  8: 'writer preference: no reader or permit holder admitted past a waiting writer, no writer starved by them',
   9: 'waitForReplicas: no grant made entirely while the only replica was frozen',
   10: 'nothing left in the store after all clients stopped and leases ran out',
 };
@@ -259,12 +259,19 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
       }
     }
 
-    // 3. Readers and writers never overlap.
-    for (const r of readers) {
-      for (const w of exclusive) {
-        if (sameWorker(r, w)) continue;
-        const o = overlap(r.grant.t, r.validEnd, w.grant.t, w.validEnd);
-        if (o > EPS) add(3, `key ${JSON.stringify(key)}: reader ${r.id} and writer ${w.id} both valid for ${o.toFixed(0)} ms`, [r, w]);
+    // 3. Readers and writers never overlap; nor do permit holders and writers, nor readers and permit holders.
+    const pairs: Array<[typeof readers, typeof exclusive, string, string]> = [
+      [readers, exclusive, 'reader', 'writer'],
+      [permits, exclusive, 'permit holder', 'writer'],
+      [readers, permits, 'reader', 'permit holder'],
+    ];
+    for (const [shared, others, sharedName, otherName] of pairs) {
+      for (const r of shared) {
+        for (const w of others) {
+          if (sameWorker(r, w)) continue;
+          const o = overlap(r.grant.t, r.validEnd, w.grant.t, w.validEnd);
+          if (o > EPS) add(3, `key ${JSON.stringify(key)}: ${sharedName} ${r.id} and ${otherName} ${w.id} both valid for ${o.toFixed(0)} ms`, [r, w]);
+        }
       }
     }
 
@@ -398,7 +405,8 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     void holds;
     const writers = calls.filter((c) => c.keys.length === 1 && c.keys[0] === key && kindOf(c) === 'exclusive' && c.wait >= 2 * WRITER_SLACK && !c.parent);
     if (writers.length === 0) continue;
-    const readHolds = calls.filter((c) => c.grant && kindOf(c) === 'read' && c.keys.includes(key) && !c.shared.has(key));
+    // Shared holds: readers and permit holders both queue behind a waiting writer.
+    const readHolds = calls.filter((c) => c.grant && kindOf(c) !== 'exclusive' && c.keys.includes(key) && !c.shared.has(key));
     if (readHolds.length === 0) continue;
     const otherExclusive = (w: Call, from: number, to: number) =>
       calls.some(
@@ -419,7 +427,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
       for (const r of readHolds) {
         if (sameWorker(r, w)) continue;
         if (r.callT > w.callT + WRITER_SLACK && r.grant!.t < waitEnd - EPS && !otherExclusive(w, w.callT, r.grant!.t) && !disturbed(w, w.callT, r.grant!.t)) {
-          add(8, `key ${JSON.stringify(key)}: reader ${r.id} called ${(r.callT - w.callT).toFixed(0)} ms after writer ${w.id}${w.fair ? ' (fair)' : ''} began waiting and was admitted while it still waited`, [w, r]);
+          add(8, `key ${JSON.stringify(key)}: ${kindOf(r) === 'read' ? 'reader' : 'permit holder'} ${r.id} called ${(r.callT - w.callT).toFixed(0)} ms after writer ${w.id}${w.fair ? ' (fair)' : ''} began waiting and was admitted while it still waited`, [w, r]);
           break;
         }
       }
@@ -428,7 +436,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
         const lateWindow: [number, number] = [w.endT - WRITER_SLACK, w.endT];
         const holdingLate = readHolds.filter((r) => r.grant!.t <= lateWindow[1] && (r.endT ?? Number.POSITIVE_INFINITY) >= lateWindow[0]);
         if (holdingLate.length > 0 && holdingLate.every((r) => r.callT > w.callT + WRITER_SLACK)) {
-          add(8, `key ${JSON.stringify(key)}: writer ${w.id}${w.fair ? ' (fair)' : ''} timed out after ${(w.endT - w.callT).toFixed(0)} ms while only readers admitted after it began waiting held the key`, [w, ...holdingLate.slice(0, 3)]);
+          add(8, `key ${JSON.stringify(key)}: writer ${w.id}${w.fair ? ' (fair)' : ''} timed out after ${(w.endT - w.callT).toFixed(0)} ms while only shared holders admitted after it began waiting held the key`, [w, ...holdingLate.slice(0, 3)]);
         }
       }
     }

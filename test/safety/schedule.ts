@@ -145,6 +145,11 @@ function shapeArb(topology: TopologyName): fc.Arbitrary<Shape> {
   }
   if (can.permits) {
     options.push({
+      // A writer on a semaphore key: permit holders drain for it, and none is handed over past it.
+      weight: 1,
+      arbitrary: fc.constantFrom(...space.permits.map(([key]) => key)).map((key) => ({ keys: [key], kind: 'writer' as const })),
+    });
+    options.push({
       weight: 4,
       arbitrary: fc
         .tuple(fc.constantFrom(...space.permits), fc.integer({ min: 0, max: 9 }))
