@@ -28,6 +28,9 @@ export class Lease implements HeapItem {
   /** How it is held: fair (its release hands the key to the next queued waiter) or a semaphore permit. */
   shape: LeaseShape = {};
   private confirmedSentAt: number;
+  /** The shortest expiry an extend sent at or before `pendingCapSentAt` may have set (see extendSent). */
+  private pendingCap = Number.POSITIVE_INFINITY;
+  private pendingCapSentAt = Number.NEGATIVE_INFINITY;
   /** The lease keeper's next look at this lease (renewal, expiry or maxHold), monotonic ms. */
   nextEventAt = Number.POSITIVE_INFINITY;
 
@@ -57,12 +60,32 @@ export class Lease implements HeapItem {
     return this.controller.signal;
   }
 
+  /**
+   * An extend to `ttl` was just sent. Redis may apply it at any moment from now on, before its
+   * reply is read (or even when no reply comes), so an extend that shortens the lease counts at
+   * once: the lease is valid only until `sentAt + ttl`, and no confirmation of an earlier-sent
+   * renewal may lengthen it past that (Redis applies them in order, this extend last).
+   */
+  extendSent(sentAt: number, ttl: number): void {
+    const expiry = sentAt + ttl - driftAllowance(ttl);
+    this.expiresAt = Math.min(this.expiresAt, expiry);
+    this.pendingCap = Math.min(this.pendingCap, expiry);
+    this.pendingCapSentAt = Math.max(this.pendingCapSentAt, sentAt);
+  }
+
   /** Records a confirmed renewal (or extend) that was sent at `sentAt`. */
   renewed(sentAt: number, ttl: number): void {
     // Redis applies renewals in the order they were sent, so the latest-sent confirmed one decides.
     if (sentAt < this.confirmedSentAt) return;
     this.confirmedSentAt = sentAt;
-    this.expiresAt = sentAt + ttl - driftAllowance(ttl);
+    let expiry = sentAt + ttl - driftAllowance(ttl);
+    if (sentAt < this.pendingCapSentAt) {
+      expiry = Math.min(expiry, this.pendingCap); // an extend sent later may still shorten it
+    } else {
+      this.pendingCap = Number.POSITIVE_INFINITY;
+      this.pendingCapSentAt = Number.NEGATIVE_INFINITY;
+    }
+    this.expiresAt = expiry;
     this.renewAt = sentAt + ttl / 3;
   }
 

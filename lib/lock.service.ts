@@ -276,8 +276,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   async extendLease(lease: Lease, ttl: number | undefined): Promise<void> {
     const newTtl = ttl === undefined ? lease.ttl : positiveMs('ttl', ttl, MESSAGES.configCallOption);
     this.assertHeld(lease);
-    const previousExpiry = lease.expiresAt;
     const sentAt = monotonicNow();
+    // A shorter ttl counts from now, whatever the reply says (or if none comes).
+    lease.extendSent(sentAt, newTtl);
+    this.keeper.schedule(lease);
+    const previousExpiry = lease.expiresAt;
     let renewed: boolean | Error;
     try {
       [renewed] = await withTimeout(

@@ -81,6 +81,23 @@ describe('LockService on one Redis', () => {
     await next.release();
   });
 
+  it('an extend that shortens the lease counts from when it is sent, before its reply (or if none comes)', async () => {
+    // Found by the safety checker (redlock seed 7002): the holder's event loop was blocked right
+    // after it sent extend(200) on a 10 s lease; Redis applied it, the key expired and was taken,
+    // while the holder still counted on the 10 s lease until it read the reply.
+    const lock = await appA.locks.acquire('extend:shorter', { ttl: 10_000, autoExtend: false });
+    const sentBefore = Date.now();
+    const extending = lock.extend(200);
+    expect(lock.expiresAt).toBeLessThanOrEqual(Date.now() + 200);
+    expect(lock.expiresAt).toBeGreaterThan(sentBefore);
+    await extending;
+    expect(lock.expiresAt).toBeLessThanOrEqual(Date.now() + 200);
+    // A longer extend is counted only once confirmed, from when it was sent.
+    await lock.extend(10_000);
+    expect(lock.expiresAt).toBeGreaterThan(Date.now() + 5_000);
+    await lock.release();
+  });
+
   it('withLock returns the callback value and releases afterwards', async () => {
     const result = await appA.locks.withLock('order:5', async (lock) => {
       expect(await appB.locks.isLocked('order:5')).toBe(true);
