@@ -76,6 +76,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     this.inspector = inspection && new LockInspector(inspection);
     this.instance = new InstanceRegistry(inspection, options.ttl, options.appName);
     this.instance.start();
+    store.hearOwnGrants?.(this.waiters.onRelease);
     this.keeper = new LeaseKeeper({
       renew: (leases) => this.store.extend(leases.map((lease) => renewalOf(lease, lease.ttl))),
       lost: (lease, reason) => this.loseLease(lease, reason),
@@ -374,6 +375,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
     let lastBusySentAt = start;
     let acquired = false;
+    if (queued) this.waiters.expect(token);
     try {
       for (;;) {
         if (call.signal?.aborted) throw call.signal.reason;
@@ -464,6 +466,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       }
     } finally {
       waiter?.dispose();
+      if (queued) this.waiters.forget(token);
       // A queued waiter that gives up leaves the queue, passing on the lock if it was just granted.
       if (queued && queued.attempt > 0 && !acquired) this.store.leaveQueue(keys[0], token, call.ttl, shape).catch(() => undefined);
     }

@@ -4,8 +4,6 @@ import type { ReleaseNotice } from './stores/lock-store.js';
 /** How long a release is remembered, to catch one that raced a waiter's own attempt. */
 const RECENT_RELEASE_MS = 5_000;
 const RECENT_RELEASE_LIMIT = 100_000;
-/** Fair grants heard before their waiter was registered (the reply and the message raced). */
-const EARLY_GRANT_LIMIT = 10_000;
 
 export type WakeReason = 'released' | 'granted' | 'timeout' | 'aborted';
 
@@ -100,16 +98,24 @@ export class ReleaseWaiters {
   private readonly queues = new Map<string, Waiter[]>();
   private readonly recent = new Map<string, number>();
   private readonly byToken = new Map<string, Waiter>();
+  /** Tokens of this service's queued waits still running: only grants to them are kept. */
+  private readonly expected = new Set<string>();
+  /** Grants heard before their waiter was registered (the attempt's reply and the grant raced). */
   private readonly earlyGrants = new Map<string, Grant>();
 
-  /** Called for every release announced by the store. */
+  /**
+   * Called for every release announced by the store. A grant may be heard twice: from the reply
+   * of a release made by this process and from the release channel. A second copy reaching a
+   * waiter still running is harmless (the same grant, or after a give-back one it confirms with
+   * Redis); a copy for a wait that has ended, or for another instance's token, is dropped.
+   */
   readonly onRelease = ({ key, grantedTo }: ReleaseNotice): void => {
     if (grantedTo) {
       // Handed to one waiter: nobody else needs waking, the key is taken again.
-      const waiter = this.byToken.get(grantedTo.token);
       const grant: Grant = { fence: grantedTo.fence, attempt: grantedTo.attempt };
+      const waiter = this.byToken.get(grantedTo.token);
       if (waiter) waiter.grant(grant);
-      else this.rememberEarlyGrant(grantedTo.token, grant);
+      else if (this.expected.has(grantedTo.token)) this.earlyGrants.set(grantedTo.token, grant);
       return;
     }
     const now = monotonicNow();
@@ -126,6 +132,17 @@ export class ReleaseWaiters {
   releasedSince(key: string, since: number): boolean {
     const at = this.recent.get(key);
     return at !== undefined && at >= since;
+  }
+
+  /** A queued wait with this token begins: a grant to it may arrive before its waiter is enqueued. */
+  expect(token: string): void {
+    this.expected.add(token);
+  }
+
+  /** That wait has ended (its waiter disposed): grants to the token are stale from now on. */
+  forget(token: string): void {
+    this.expected.delete(token);
+    this.earlyGrants.delete(token);
   }
 
   enqueue(key: string, token: string): Waiter {
@@ -166,13 +183,6 @@ export class ReleaseWaiters {
     const queue = this.queues.get(key);
     // Waiters that are mid-attempt will see the release through releasedSince().
     queue?.find((waiter) => waiter.sleeping)?.wake();
-  }
-
-  private rememberEarlyGrant(token: string, grant: Grant): void {
-    this.earlyGrants.set(token, grant);
-    if (this.earlyGrants.size > EARLY_GRANT_LIMIT) {
-      this.earlyGrants.delete(this.earlyGrants.keys().next().value as string);
-    }
   }
 
   /** Wakes every waiter (shutdown): each re-checks and ends its wait. */

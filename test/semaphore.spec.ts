@@ -162,6 +162,31 @@ describe('semaphores', () => {
       }
     });
 
+    it('a waiter in the releasing app is handed the permit by the release itself, with no release message', async () => {
+      const key = 'sem:same-app';
+      // Publishing allowed, subscribing not: no release message reaches the app. Without the
+      // release's own reply, the waiter would have to ask Redis again to learn it holds the permit.
+      await redis.call('ACL', 'SETUSER', 'no-subscribe', 'on', '>pw', '~*', '&*', '+@all', '-subscribe', '-psubscribe', '-ssubscribe');
+      const app = await startLockApp({ redis: `redis://no-subscribe:pw@127.0.0.1:${data.port}`, pollInterval: 600_000 });
+      const monitor = await RedisMonitor.start(data.port);
+      try {
+        const held = await app.locks.acquire(key, { permits: 1, ttl: 600_000 });
+        const waiting = app.locks.acquire(key, { permits: 1, wait: 20_000 });
+        await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+        await held.release();
+        const got = await waiting;
+        const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
+        expect(before).toBeGreaterThan(0);
+        expect(after).toEqual([]);
+        expect(await redis.zscore(`lock:{${key}}:permits`, got.token)).not.toBeNull();
+        expect(got.fence).toBeGreaterThan(held.fence);
+        await got.release();
+      } finally {
+        monitor.stop();
+        await app.close();
+      }
+    });
+
     it('hands no permit over while a writer waits for the key; the writer goes first', async () => {
       const key = 'sem:writer-first';
       const permit = await holderApp.locks.acquire(key, { permits: 1 });

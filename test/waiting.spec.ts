@@ -187,6 +187,32 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
     }
   });
 
+  it('a waiter in the releasing app is handed the lock by the release itself, with no release message', async () => {
+    const key = `fair:same-app:${fair}`;
+    // This user may publish (the release scripts announce) but not subscribe: no release message
+    // reaches the app. Without the release's own reply, the waiter would have to ask Redis again
+    // (at its next poll or at the end of its wait) to learn that it holds the lock.
+    await redis.call('ACL', 'SETUSER', 'no-subscribe', 'on', '>pw', '~*', '&*', '+@all', '-subscribe', '-psubscribe', '-ssubscribe');
+    const app = await startLockApp({ redis: `redis://no-subscribe:pw@127.0.0.1:${server.port}`, fair, pollInterval: 600_000 });
+    const monitor = await RedisMonitor.start(server.port);
+    try {
+      const held = await app.locks.acquire(key, { ttl: 600_000 });
+      const waiting = app.locks.acquire(key, { wait: 20_000 });
+      await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+      await held.release();
+      const got = await waiting;
+      const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
+      expect(before).toBeGreaterThan(0);
+      expect(after).toEqual([]);
+      expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(got.token);
+      expect(got.fence).toBe(held.fence + 1);
+      await got.release();
+    } finally {
+      monitor.stop();
+      await app.close();
+    }
+  });
+
   it('a grant message that names an attempt whose lease has run out is not taken as a hold', async () => {
     const key = `fair:late-grant:${fair}`;
     const held = await appA.locks.acquire(key, { ttl: 600_000 });

@@ -124,6 +124,12 @@ export interface LockStore {
    * release by any process reaches `onRelease`.
    */
   listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void>;
+  /**
+   * Stores whose release scripts hand locks over: `onRelease` also hears the grants made by this
+   * store's own releases, read from their replies, from now on (before any subscription exists,
+   * so a grant that races a service's first wait is not lost).
+   */
+  hearOwnGrants?(onRelease: (notice: ReleaseNotice) => void): void;
   /** Round trip to each server behind the store, for health checks. */
   ping(timeoutMs: number): Promise<StoreHealth>;
   /** Stops listening and closes the connections the store opened (never a client passed in). */

@@ -91,6 +91,53 @@ end
 `;
 
 /**
+ * Shared Lua for waiters queued for a handoff: `queue_me(queue, waiting, queued_by, presence, attempt)`
+ * adds (or refreshes) the caller's entry "<token>:<ttl>" (ARGV[1], ARGV[2]), recording the attempt
+ * that created it; `leave_queue(queue, waiting, queued_by)` takes it out. queue_me needs server_now().
+ */
+const QUEUE_ME = `
+local function queue_me(queue, waiting, queued_by, presence, attempt)
+  local entry = ARGV[1] .. ':' .. ARGV[2]
+  if redis.call('ZADD', waiting, server_now() + tonumber(presence), entry) == 1 then
+    redis.call('RPUSH', queue, entry)
+    redis.call('HSET', queued_by, entry, attempt)
+  end
+  local keep = tonumber(presence) * 2
+  redis.call('PEXPIRE', queue, keep)
+  redis.call('PEXPIRE', waiting, keep)
+  redis.call('PEXPIRE', queued_by, keep)
+end
+local function leave_queue(queue, waiting, queued_by)
+  local entry = ARGV[1] .. ':' .. ARGV[2]
+  if redis.call('ZREM', waiting, entry) == 1 then
+    redis.call('LREM', queue, 0, entry)
+    redis.call('HDEL', queued_by, entry)
+  end
+end
+`;
+
+/**
+ * Shared Lua: `announce_grant(channel, token, fence, attempt, user_key)` publishes that a release
+ * handed `token` the lock (or a permit) and returns the message, which the releasing script also
+ * returns: the releasing client can then hand the grant to a waiter of its own without waiting for
+ * the message. "h<token><fence>:<attempt>:<key>" names the waiter's attempt that queued it (the
+ * grant happened after that attempt ran); "g<token><fence>:<key>" is for an entry queued by an
+ * earlier version, which recorded no attempt (the waiter asks again).
+ */
+const ANNOUNCE_GRANT = `
+local function announce_grant(channel, token, fence, attempt, user_key)
+  local message
+  if attempt then
+    message = 'h' .. token .. fence .. ':' .. attempt .. ':' .. user_key
+  else
+    message = 'g' .. token .. fence .. ':' .. user_key
+  end
+  redis.call('PUBLISH', channel, message)
+  return message
+end
+`;
+
+/**
  * Shared Lua for holds kept in a sorted set (permits, readers): each set has a companion hash
  * `<set>:holds` of token -> fence (and, for permits, the agreed `limit`). The fence is stored with
  * the hold so that an attempt re-sent after a lost reply answers with its own fence, never "the
@@ -294,14 +341,17 @@ end`;
  * present (with its own ttl and a new fence) and announces "h<token><fence>:<attempt>:<key>"
  * (attempt: the one that queued it), or "g<token><fence>:<key>" for an entry queued by an earlier
  * version (no attempt known: the waiter asks again), or a plain release "r<releasing token><key>"
- * when nobody is queued.
+ * when nobody is queued. Leaves the grant's message in `handed` (nil without a grant), which the
+ * script returns (see ANNOUNCE_GRANT).
  */
 function handOver(channel: string, userKey: string, legacyKey: string, queuedBy: string, wanted: string): string {
-  // ARGV[1] is always the releasing token; the script includes NEXT_FENCE.
+  // ARGV[1] is always the releasing token; the script includes NEXT_FENCE and ANNOUNCE_GRANT, and
+  // ends with "return handed or 1".
   // The granted value carries the ":w" flag while others still wait (queued, or marked the key
   // wanted), so a default-mode holder's release hands on or announces in turn.
   return `
 ${pruneGoneWaiters(queuedBy)}
+local handed = nil
 local head = redis.call('LPOP', KEYS[3])
 if head then
   redis.call('ZREM', KEYS[4], head)
@@ -315,11 +365,7 @@ if head then
     value = value .. ':w'
   end
   redis.call('SET', KEYS[1], value, 'PX', string.sub(head, separator + 1))
-  if attempt then
-    redis.call('PUBLISH', ${channel}, 'h' .. token .. fence .. ':' .. attempt .. ':' .. ${userKey})
-  else
-    redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
-  end
+  handed = announce_grant(${channel}, token, fence, attempt, ${userKey})
 else
   redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
 end`;
@@ -343,6 +389,7 @@ ${pruneGoneWaiters('KEYS[10]')}
 ${SHARED_HOLDERS}
 ${NEXT_FENCE}
 ${LOCK_VALUE}
+${QUEUE_ME}
 local entry = ARGV[1] .. ':' .. ARGV[2]
 local holder = redis.call('GET', KEYS[1])
 local own = fence_if_mine(holder, ARGV[1])
@@ -370,13 +417,7 @@ if not holder then
     return {1, fence}
   end
 end
-if redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), entry) == 1 then
-  redis.call('RPUSH', KEYS[3], entry)
-  redis.call('HSET', KEYS[10], entry, ARGV[5])
-end
-redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[3]) * 2)
-redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[3]) * 2)
-redis.call('PEXPIRE', KEYS[10], tonumber(ARGV[3]) * 2)
+queue_me(KEYS[3], KEYS[4], KEYS[10], ARGV[3], ARGV[5])
 if holder ~= 'shared' then
   -- A default-mode holder hands on at release only when its value carries the flag.
   flag_wanted(KEYS[1], holder)
@@ -389,37 +430,39 @@ return {0, 1, redis.call('PTTL', KEYS[1])}
  * fence counter, KEYS[6] queued-by, KEYS[7] wanted marker; ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Releases if
  * owned and hands the lock straight to the first waiter still present (see handOver); with
  * nobody queued it announces a plain release.
- * Returns 1 if released, 0 if the lock was not ours.
+ * Returns the grant's message if it handed the lock over, else 1 if released, 0 if the lock was
+ * not ours.
  */
 export const FAIR_RELEASE_SCRIPT = `
 ${NEXT_FENCE}
 ${LOCK_VALUE}
+${ANNOUNCE_GRANT}
 if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
 ${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
-return 1
+return handed or 1
 `;
 
 /**
  * KEYS as above; ARGV[1] token, ARGV[2] ttl, ARGV[3] channel, ARGV[4] user key.
  * A fair waiter gives up: it leaves the queue, and if a release granted it the lock meanwhile,
- * passes the lock on as a release would. Returns 1 if it had been granted the lock.
+ * passes the lock on as a release would. Returns 1 (or, when it passed the lock on, the grant's
+ * message) if it had been granted the lock, else 0.
  */
 export const FAIR_LEAVE_SCRIPT = `
 ${NEXT_FENCE}
 ${LOCK_VALUE}
-local entry = ARGV[1] .. ':' .. ARGV[2]
-redis.call('LREM', KEYS[3], 0, entry)
-redis.call('ZREM', KEYS[4], entry)
-redis.call('HDEL', KEYS[6], entry)
+${ANNOUNCE_GRANT}
+${QUEUE_ME}
+leave_queue(KEYS[3], KEYS[4], KEYS[6])
 if not fence_if_mine(redis.call('GET', KEYS[1]), ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
 ${handOver('ARGV[3]', 'ARGV[4]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
-return 1
+return handed or 1
 `;
 
 /**
@@ -446,33 +489,17 @@ end
 ${SHARED_HOLDERS}
 ${NEXT_FENCE}
 ${LOCK_VALUE}
-local entry = ARGV[1] .. ':' .. ARGV[2]
-local function leave_queue()
-  if redis.call('ZREM', KEYS[9], entry) == 1 then
-    redis.call('LREM', KEYS[8], 0, entry)
-    redis.call('HDEL', KEYS[10], entry)
-  end
-end
-local function queue_me()
-  if redis.call('ZADD', KEYS[9], server_now() + tonumber(ARGV[4]), entry) == 1 then
-    redis.call('RPUSH', KEYS[8], entry)
-    redis.call('HSET', KEYS[10], entry, ARGV[5])
-  end
-  local keep = tonumber(ARGV[4]) * 2
-  redis.call('PEXPIRE', KEYS[8], keep)
-  redis.call('PEXPIRE', KEYS[9], keep)
-  redis.call('PEXPIRE', KEYS[10], keep)
-end
+${QUEUE_ME}
 if holder then
   local own = fence_if_mine(holder, ARGV[1])
   if own then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    leave_queue()
+    leave_queue(KEYS[8], KEYS[9], KEYS[10])
     return {1, own, 1}
   end
   redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
   flag_wanted(KEYS[1], holder)
-  queue_me()
+  queue_me(KEYS[8], KEYS[9], KEYS[10], ARGV[4], ARGV[5])
   return {0, 1, redis.call('PTTL', KEYS[1])}
 end
 local shared_until = live_until(KEYS[5]) or live_until(KEYS[7])
@@ -480,10 +507,10 @@ if shared_until then
   -- Readers or permit holders: wait like a plain writer (marked waiting, so new ones queue behind).
   redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
   redis.call('SET', KEYS[6], '1', 'PX', ARGV[3])
-  queue_me()
+  queue_me(KEYS[8], KEYS[9], KEYS[10], ARGV[4], ARGV[5])
   return {0, 1, shared_until - server_now()}
 end
-leave_queue()
+leave_queue(KEYS[8], KEYS[9], KEYS[10])
 local fence = next_fence(KEYS[2], KEYS[3], true)
 local value = ARGV[1] .. ':' .. fence
 redis.call('DEL', KEYS[6])
@@ -499,7 +526,8 @@ return {1, fence}
  * legacy fence counter, [6] queued-by, [7] wanted marker; ARGV[1] token, ARGV[2] channel, ARGV[3]
  * user key. Compare-and-delete; when the value carries the ":w" flag (someone waits), the lock goes
  * straight to the first queued waiter still present (see handOver), or the release is announced.
- * Returns 1 if released, 0 if the lock was not ours.
+ * Returns the grant's message if it handed the lock over, else 1 if released, 0 if the lock was
+ * not ours.
  */
 export const RELEASE_ONE_SCRIPT = `
 local value = redis.call('GET', KEYS[1])
@@ -512,8 +540,9 @@ if string.sub(value, -2) ~= ':w' then
   return 1
 end
 ${NEXT_FENCE}
+${ANNOUNCE_GRANT}
 ${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
-return 1
+return handed or 1
 `;
 
 /**
@@ -545,32 +574,6 @@ return 1
  * hash expire with their longest lease and are renewed together, so the agreed limit lives exactly
  * as long as the permits that agreed on it.
  */
-
-/**
- * Shared Lua for waiters queued for a handoff: `queue_me(queue, waiting, queued_by, presence, attempt)`
- * adds (or refreshes) the caller's entry "<token>:<ttl>" (ARGV[1], ARGV[2]), recording the attempt
- * that created it; `leave_queue(queue, waiting, queued_by)` takes it out. Needs server_now().
- */
-const QUEUE_ME = `
-local function queue_me(queue, waiting, queued_by, presence, attempt)
-  local entry = ARGV[1] .. ':' .. ARGV[2]
-  if redis.call('ZADD', waiting, server_now() + tonumber(presence), entry) == 1 then
-    redis.call('RPUSH', queue, entry)
-    redis.call('HSET', queued_by, entry, attempt)
-  end
-  local keep = tonumber(presence) * 2
-  redis.call('PEXPIRE', queue, keep)
-  redis.call('PEXPIRE', waiting, keep)
-  redis.call('PEXPIRE', queued_by, keep)
-end
-local function leave_queue(queue, waiting, queued_by)
-  local entry = ARGV[1] .. ':' .. ARGV[2]
-  if redis.call('ZREM', waiting, entry) == 1 then
-    redis.call('LREM', queue, 0, entry)
-    redis.call('HDEL', queued_by, entry)
-  end
-end
-`;
 
 /**
  * KEYS per user key i (8 each): [8i-7] permits set, [8i-6] its holds hash, [8i-5] shared fence
@@ -659,8 +662,9 @@ export const QUEUED_SEMAPHORE_ACQUIRE_SCRIPT = semaphoreAcquire(true);
  * writer holds or waits for the key (writers are never starved: the permits then drain). KEYS:
  * [1] permits set, [2] holds hash, [3] wanted marker, [4] lock, [5] writer-waiting marker, [6]
  * shared fence counter, [7] legacy fence counter, [8] permit queue, [9] waiting, [10] queued-by;
- * ARGV[1] token. Announces "h<token><fence>:<attempt>:<key>" (see handOver) for a handoff, else a
- * plain release when someone marked the key wanted. Evaluates to 1 if the token held a permit.
+ * ARGV[1] token. Announces "h<token><fence>:<attempt>:<key>" (see ANNOUNCE_GRANT) for a handoff,
+ * else a plain release when someone marked the key wanted. Evaluates to the grant's message if it
+ * handed the permit on, else 1 if the token held a permit, 0 if not.
  */
 function permitGiveBack(channel: string, userKey: string): string {
   return `
@@ -668,7 +672,7 @@ local function give_back()
   if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
   redis.call('HDEL', KEYS[2], ARGV[1])
   local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '0')
-  local handed = false
+  local handed = nil
   if limit > 0 and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
     ${pruneGoneWaiters('KEYS[10]', 'KEYS[8]', 'KEYS[9]')}
     prune(KEYS[1], KEYS[2], now)
@@ -686,12 +690,7 @@ local function give_back()
       local fence = hold_in(KEYS[1], KEYS[2], KEYS[6], KEYS[7], token, now, ttl)
       redis.call('HSET', KEYS[2], 'limit', limit)
       keep_alive(KEYS[1], KEYS[2], ttl)
-      handed = true
-      if attempt then
-        redis.call('PUBLISH', ${channel}, 'h' .. token .. fence .. ':' .. attempt .. ':' .. ${userKey})
-      else
-        redis.call('PUBLISH', ${channel}, 'g' .. token .. fence .. ':' .. ${userKey})
-      end
+      handed = announce_grant(${channel}, token, fence, attempt, ${userKey})
     end
   end
   if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -700,14 +699,18 @@ local function give_back()
   if not handed and redis.call('EXISTS', KEYS[3]) == 1 then
     redis.call('PUBLISH', ${channel}, 'r' .. ARGV[1] .. ${userKey})
   end
-  return 1
+  return handed or 1
 end`;
 }
 
-/** One permit of one key (KEYS as permitGiveBack); ARGV[1] token, ARGV[2] channel, ARGV[3] user key. Returns 1 if released. */
+/**
+ * One permit of one key (KEYS as permitGiveBack); ARGV[1] token, ARGV[2] channel, ARGV[3] user key.
+ * Returns the grant's message if the permit went to a waiter, else 1 if released, 0 if not held.
+ */
 export const PERMIT_RELEASE_ONE_SCRIPT = `
 ${NEXT_FENCE}
 ${SORTED_HOLDS}
+${ANNOUNCE_GRANT}
 ${permitGiveBack('ARGV[2]', 'ARGV[3]')}
 return give_back()
 `;
@@ -720,11 +723,9 @@ return give_back()
 export const PERMIT_LEAVE_SCRIPT = `
 ${NEXT_FENCE}
 ${SORTED_HOLDS}
-local entry = ARGV[1] .. ':' .. ARGV[2]
-if redis.call('ZREM', KEYS[9], entry) == 1 then
-  redis.call('LREM', KEYS[8], 0, entry)
-  redis.call('HDEL', KEYS[10], entry)
-end
+${ANNOUNCE_GRANT}
+${QUEUE_ME}
+leave_queue(KEYS[8], KEYS[9], KEYS[10])
 ${permitGiveBack('ARGV[3]', 'ARGV[4]')}
 return give_back()
 `;

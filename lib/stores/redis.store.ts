@@ -35,18 +35,18 @@ interface ScriptCommands {
   nestjsRedisLockExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockFairAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
+  nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
   nestjsRedisLockRaiseFences(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockSemaphoreExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockSemaphoreRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
   nestjsRedisLockReadAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockQueuedAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
   nestjsRedisLockQueuedSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockPermitReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockPermitLeave(numKeys: number, ...args: Array<string | number>): Promise<number>;
+  nestjsRedisLockPermitReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
+  nestjsRedisLockPermitLeave(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -81,6 +81,8 @@ export class RedisLockStore implements LockStore {
   private readonly slotCounters: SlotCounters;
   private subscriber: Client | undefined;
   private listening: Promise<void> | undefined;
+  /** Who hears releases: also handed the grants this store's own releases make (see handedOver). */
+  private releaseListener: ((notice: ReleaseNotice) => void) | undefined;
   private closed = false;
   /** The connection has been ready at least once (so a status other than ready means it dropped). */
   private everReady = false;
@@ -380,26 +382,18 @@ export class RedisLockStore implements LockStore {
   async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
     if (shape?.fair) {
       const key = keys[0];
-      return this.client.nestjsRedisLockFairRelease(
-        7,
-        ...this.fairKeys(key),
-        this.legacyFenceKey(key),
-        this.queuedByKey(key),
-        this.wantedKey(key),
-        token,
-        this.releaseChannel,
-        key,
-      );
+      return this.handedOver(await this.client.nestjsRedisLockFairRelease(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
     }
     if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
     const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
     return released.reduce((sum, count) => sum + count, 0);
   }
 
-  private releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
+  private async releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
     if (keys.length === 1 && shape?.permits !== undefined) {
       // One key's permit: its release can hand the permit straight to a queued waiter.
-      return this.client.nestjsRedisLockPermitReleaseOne(10, ...this.permitGiveBackKeys(keys[0]), token, this.releaseChannel, keys[0]);
+      const key = keys[0];
+      return this.handedOver(await this.client.nestjsRedisLockPermitReleaseOne(10, ...this.permitGiveBackKeys(key), token, this.releaseChannel, key));
     }
     if (heldInSortedSet(shape)) {
       const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
@@ -408,40 +402,32 @@ export class RedisLockStore implements LockStore {
     if (keys.length === 1) {
       // One key: its release can hand the lock straight to a queued waiter.
       const key = keys[0];
-      const [lockKey, counter, queueKey, waitingKey] = this.fairKeys(key);
-      return this.client.nestjsRedisLockReleaseOne(
-        7,
-        lockKey,
-        counter,
-        queueKey,
-        waitingKey,
-        `${lockKey}:fence`,
-        `${lockKey}:queued-by`,
-        `${lockKey}:wanted`,
-        token,
-        this.releaseChannel,
-        key,
-      );
+      return this.handedOver(await this.client.nestjsRedisLockReleaseOne(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
     }
     return this.client.nestjsRedisLockRelease(keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
   }
 
   async leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void> {
-    if (shape?.permits !== undefined) {
-      await this.client.nestjsRedisLockPermitLeave(10, ...this.permitGiveBackKeys(key), token, ttl, this.releaseChannel, key);
-      return;
-    }
-    await this.client.nestjsRedisLockFairLeave(
-      7,
-      ...this.fairKeys(key),
-      this.legacyFenceKey(key),
-      this.queuedByKey(key),
-      this.wantedKey(key),
-      token,
-      ttl,
-      this.releaseChannel,
-      key,
-    );
+    const reply =
+      shape?.permits !== undefined
+        ? await this.client.nestjsRedisLockPermitLeave(10, ...this.permitGiveBackKeys(key), token, ttl, this.releaseChannel, key)
+        : await this.client.nestjsRedisLockFairLeave(7, ...this.handoffKeys(key), token, ttl, this.releaseChannel, key);
+    this.handedOver(reply);
+  }
+
+  /**
+   * Reads the reply of a script that may hand a lock or permit over (a release, a waiter leaving):
+   * the grant's message when it did (see ANNOUNCE_GRANT in redis-scripts.ts), else a count. The
+   * grant goes to this store's release listener at once, as if the message had arrived: the waiter
+   * may well be ours (several callers of one service contending), and the message on the
+   * subscriber connection comes later or not at all. The listener sees each grant at most once
+   * per path; it tells the two paths' copies apart itself (see ReleaseWaiters).
+   */
+  private handedOver(reply: number | string): number {
+    if (typeof reply !== 'string') return reply;
+    const notice = parseReleaseMessage(reply);
+    if (notice && this.releaseListener) this.releaseListener(notice);
+    return 1;
   }
 
   /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */
@@ -481,8 +467,13 @@ export class RedisLockStore implements LockStore {
     return `${options.host ?? 'localhost'}:${options.port ?? 6379}`;
   }
 
+  hearOwnGrants(onRelease: (notice: ReleaseNotice) => void): void {
+    this.releaseListener ??= onRelease;
+  }
+
   listenForReleases(onRelease: (notice: ReleaseNotice) => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store closed'));
+    this.hearOwnGrants(onRelease);
     this.listening ??= this.subscribe(onRelease).catch((error: unknown) => {
       // Let a later wait try again; until then waiters fall back to polling.
       this.listening = undefined;
@@ -579,6 +570,15 @@ export class RedisLockStore implements LockStore {
   private fairKeys(key: string): [string, string, string, string] {
     const lockKey = this.lockKey(key);
     return [lockKey, this.fenceCounterOf(lockKey), `${lockKey}:queue`, `${lockKey}:waiting`];
+  }
+
+  /**
+   * The keys of the scripts that release one exclusive lock and may hand it over (handOver in
+   * redis-scripts.ts): lock, shared fence counter, queue, waiting, legacy fence counter, queued-by,
+   * wanted marker.
+   */
+  private handoffKeys(key: string): string[] {
+    return [...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), this.wantedKey(key)];
   }
 
   /** Every Redis key of one user key starts with this, which keeps them in one Cluster slot. */
