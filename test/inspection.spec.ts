@@ -129,6 +129,16 @@ describe('inspection on one Redis', () => {
     expect((await appB.locks.inspect('ins:wait')).queueLength).toBe(0);
   });
 
+  it('counts waiters queued for a permit', async () => {
+    const permit = await appA.locks.acquire('ins:permit-wait', { permits: 1 });
+    const waiting = appB.locks.acquire('ins:permit-wait', { permits: 1, wait: 30_000 });
+    await eventually(async () => (await appA.locks.inspect('ins:permit-wait')).queueLength === 1, 10_000, 'the permit waiter to show');
+    expect(await appB.locks.inspect('ins:permit-wait')).toMatchObject({ mode: 'permits', waiting: true, queueLength: 1 });
+    await permit.release();
+    await (await waiting).release();
+    expect((await appA.locks.inspect('ins:permit-wait')).queueLength).toBe(0);
+  });
+
   it('lists every permit holder with its instance and fence, and every reader; a waiting writer shows', async () => {
     const a1 = await appA.locks.acquire('ins:sem', { permits: 3 });
     const a2 = await appA.locks.acquire('ins:sem', { permits: 3 });

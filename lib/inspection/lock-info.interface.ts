@@ -64,7 +64,7 @@ export interface LockInfo {
   permits?: number;
   /** A writer waits for the readers (or permit holders) to leave; new ones queue behind it. */
   writerWaiting?: boolean;
-  /** Waiters queued for the key (still present): fair ones, and default-mode waiters for one exclusive key. */
+  /** Waiters queued for the key (still present): fair ones, default-mode waiters for one exclusive key, and permit waiters. */
   queueLength: number;
   /** Someone waits for the key (its release will be announced). */
   waiting: boolean;

@@ -16,8 +16,8 @@ type Client = Redis | Cluster;
 
 /**
  * Keys read (and, for a forced release, written) per user key; all in the key's Cluster slot:
- * the lock, the key's legacy per-key fence counter (versions before 0.2), ..., and last the shared
- * fence counter its fences come from (see the store's fenceCounterOf).
+ * the lock, the key's legacy per-key fence counter (versions before 0.2), ..., the shared fence
+ * counter its fences come from (see the store's fenceCounterOf), and the permit waiters' presence.
  */
 function keysOf(prefix: string, key: string, counterOf: (lockKey: string) => string): string[] {
   const lock = lockKeyOf(prefix, key);
@@ -32,13 +32,14 @@ function keysOf(prefix: string, key: string, counterOf: (lockKey: string) => str
     `${lock}:wanted`,
     `${lock}:waiting`,
     counterOf(lock),
+    `${lock}:permits:waiting`,
   ];
 }
 
 /**
  * Read-only snapshot of one key, atomic, in one round trip. KEYS as in keysOf. Returns
  * {now, holder value ('<token>:<fence>[:w]') or '', pttl, legacy per-key fence counter or '', permits [token, expiry...], permit holds [field, value...],
- * readers, reader holds, writer-waiting pttl, wanted pttl, live fair waiters}.
+ * readers, reader holds, writer-waiting pttl, wanted pttl, live queued waiters (for the lock and for a permit)}.
  */
 const INSPECT_SCRIPT = `
 local clock = redis.call('TIME')
@@ -55,7 +56,7 @@ return {
   redis.call('HGETALL', KEYS[6]),
   redis.call('PTTL', KEYS[7]),
   redis.call('PTTL', KEYS[8]),
-  redis.call('ZCOUNT', KEYS[9], live, '+inf')
+  redis.call('ZCOUNT', KEYS[9], live, '+inf') + redis.call('ZCOUNT', KEYS[11], live, '+inf')
 }
 `;
 
