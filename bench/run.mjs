@@ -501,6 +501,13 @@ function render(results, env) {
       out.push(`- ${n}: ${parts.join(', ')}`);
     }
     out.push('');
+    // The ceiling on acq/s for any library: one holder at a time, each holding for its held interval.
+    out.push(
+      `Mean held interval (acquire resolved → release resolved: the ${C_HOLD_MS} ms sleep plus the release's round trip) and the acq/s it allows at 100 % busy: ${names
+        .map((n) => `${n} ${fmt.ms(c[n].meanHeldMs)} ms (≤ ${fmt.int(1000 / c[n].meanHeldMs)}/s)`)
+        .join(', ')}.`,
+    );
+    out.push('');
   }
   out.push('- busy % = union of held intervals (acquire resolved → release resolved) / wall time (first request → last release).');
   out.push('- handoff = previous holder\'s release resolved → next holder\'s acquire resolved (0 if the next one was first).');

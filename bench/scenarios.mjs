@@ -103,6 +103,8 @@ export async function contended(adapter, { workers, total, key, admin }) {
     if (releasedAt[i] > from) busy += releasedAt[i] - from;
     coveredUntil = Math.max(coveredUntil, releasedAt[i]);
   }
+  let heldSum = 0;
+  for (let i = 0; i < seq; i++) heldSum += releasedAt[i] - acquiredAt[i];
   const handoffs = [];
   for (let k = 1; k < order.length; k++) {
     handoffs.push(Math.max(0, acquiredAt[order[k]] - releasedAt[order[k - 1]]));
@@ -116,6 +118,7 @@ export async function contended(adapter, { workers, total, key, admin }) {
     wall,
     acqPerSec: (seq / wall) * 1000,
     busyPct: (busy / wall) * 100,
+    meanHeldMs: heldSum / seq,
     handoffP50: percentile(handoffs, 0.5),
     handoffP99: percentile(handoffs, 0.99),
     cmdsPerAcq: counts ? counts.server / seq : NaN,

@@ -1,0 +1,31 @@
+import { check, type HistoryEvent } from './safety/invariants.js';
+
+// The checker's own rules, on hand-made histories: a rule that accepted too much would hide bugs.
+describe('safety checker, invariant 7: a refused late reply', () => {
+  const lateReply = (answeredMs: number, leaseMs: number) => ({
+    name: 'LockUnavailableError',
+    message: `Lock "k" could not be taken: Redis answered ${answeredMs} ms after the attempt was sent, after its ${leaseMs} ms lease had already run out; raise "ttl" well above your Redis round-trip time`,
+  });
+  const history = (callMs: number, error: { name: string; message: string }): HistoryEvent[] => [
+    { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 300, wait: 0, t: 1_000 },
+    { ev: 'end', id: '1.1', t: 1_000 + callMs, result: 'error', error },
+  ];
+  const invariant7 = (events: HistoryEvent[]) =>
+    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 7);
+
+  it('accepts it with no fault when the call itself lasted as long as the reply took (a slow machine)', () => {
+    expect(invariant7(history(400, lateReply(390, 300)))).toEqual([]);
+  });
+
+  it('flags it when the call ended sooner than the library says the reply took', () => {
+    expect(invariant7(history(100, lateReply(390, 300)))).toHaveLength(1);
+  });
+
+  it('flags it when the reply it names came back within the lease', () => {
+    expect(invariant7(history(400, lateReply(250, 300)))).toHaveLength(1);
+  });
+
+  it('flags any other unavailable error with no fault to explain it', () => {
+    expect(invariant7(history(400, { name: 'LockUnavailableError', message: 'Lock "k" could not be taken: Redis did not answer' }))).toHaveLength(1);
+  });
+});
