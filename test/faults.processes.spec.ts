@@ -376,9 +376,16 @@ describe('Faults, load and bad input: several processes', () => {
       try {
         const held = await holder.waitFor((e) => e.event === 'held' || e.event === 'failed', 'the lock', 90_000);
         expect(held.event).toBe('held');
-        // Held by the child on every server, with a lease far longer than this test.
+        // Held by the child with a lease far longer than this test: on the one server, or under
+        // Redlock on at least a majority (the grant comes at quorum; on a loaded machine the last
+        // master's write may still be on its way).
+        const holding: typeof clients = [];
         for (const client of clients) {
-          expect((await client.mget(...lockKeys)).map(ownerOf)).toEqual([held.token, held.token]);
+          const owners = (await client.mget(...lockKeys)).map(ownerOf);
+          if (owners.every((owner) => owner === held.token)) holding.push(client);
+        }
+        expect(holding.length).toBeGreaterThanOrEqual(Math.floor(clients.length / 2) + 1);
+        for (const client of holding) {
           for (const lockKey of lockKeys) expect(await client.pttl(lockKey)).toBeGreaterThan(30_000);
         }
 
