@@ -337,7 +337,9 @@ describe('inspection on Redlock (three masters)', () => {
     expect(info).toMatchObject({ held: true, mode: 'exclusive', quorum: 2, fence: lock.fence });
     expect(info.holders[0].instance).toMatchObject({ id: appA.locks.instanceId, app: 'rl-a', alive: true });
     expect(info.masters).toHaveLength(3);
-    expect(info.masters?.every((master) => master.up && master.held)).toBe(true);
+    expect(info.masters?.every((master) => master.up)).toBe(true);
+    // Granted at quorum: on a loaded machine the last master's write may still be on its way.
+    expect(info.masters?.filter((master) => master.held).length).toBeGreaterThanOrEqual(2);
     expectNoToken(JSON.stringify(info), [lock.token]);
     expect((await appB.locks.list({ match: 'rl:*' })).map((item) => item.key)).toEqual(['rl:ins']);
 
