@@ -29,3 +29,28 @@ describe('safety checker, invariant 7: a refused late reply', () => {
     expect(invariant7(history(400, { name: 'LockUnavailableError', message: 'Lock "k" could not be taken: Redis did not answer' }))).toHaveLength(1);
   });
 });
+
+describe('safety checker, invariant 5: a lock returned with its lease over', () => {
+  // Lease from 1,000 (ttl 300, so over at 1,300); the caller got it at 1,312.
+  const lateGrant: HistoryEvent[] = [
+    { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 300, wait: 3_000, t: 1_000 },
+    { ev: 'grant', id: '1.1', t: 1_312, fences: { k: 1 }, token: 't', exp: 1_300, aborted: false },
+    { ev: 'release', id: '1.1', t: 1_400 },
+    { ev: 'end', id: '1.1', t: 1_401, result: 'ok' },
+  ];
+  const invariant5 = (events: HistoryEvent[]) =>
+    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 5);
+
+  it("flags it when the caller's process ran on", () => {
+    expect(invariant5(lateGrant)).toHaveLength(1);
+  });
+
+  it('does not judge it when that process was measured standing still in between', () => {
+    expect(invariant5([...lateGrant, { ev: 'stall', child: 0, start: 1_290, end: 1_310 }])).toEqual([]);
+  });
+
+  it('still flags it when the stall was in another process, or outside the lease', () => {
+    expect(invariant5([...lateGrant, { ev: 'stall', child: 1, start: 1_290, end: 1_310 }])).toHaveLength(1);
+    expect(invariant5([...lateGrant, { ev: 'stall', child: 0, start: 500, end: 900 }])).toHaveLength(1);
+  });
+});

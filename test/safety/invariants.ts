@@ -27,6 +27,7 @@ export type HistoryEvent =
   | { ev: 'abort'; id: string; t: number }
   | { ev: 'end'; id: string; t: number; result: 'ok' | 'null' | 'error'; error?: ErrorInfo }
   | { ev: 'block'; id: string; child: number; start: number; end: number }
+  | { ev: 'stall'; child: number; start: number; end: number }
   | { ev: 'probe'; key: string; shape: object; t: number; ok: boolean; error?: ErrorInfo }
   | { ev: 'unhandled'; t: number; error: ErrorInfo }
   | { ev: 'fault'; kind: string; target: number; start: number; end: number; detail?: string }
@@ -107,9 +108,10 @@ export const INVARIANTS: Record<number, string> = {
   10: 'nothing left in the store after all clients stopped and leases ran out',
 };
 
-export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: FaultWindow[]; byId: Map<string, Call> } {
+export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: FaultWindow[]; stalls: FaultWindow[]; byId: Map<string, Call> } {
   const byId = new Map<string, Call>();
   const faults: FaultWindow[] = [];
+  const stalls: FaultWindow[] = [];
   for (const e of events as Array<HistoryEvent & Record<string, any>>) {
     switch (e.ev) {
       case 'call':
@@ -163,6 +165,11 @@ export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: Fau
       case 'block':
         faults.push({ kind: 'block', target: e.child, start: e.start, end: e.end });
         break;
+      case 'stall':
+        // Measured by the child, not scheduled: kept apart from the faults, it excuses only the
+        // timing of that child's own calls (see ownStall), never an error or another invariant.
+        stalls.push({ kind: 'stall', target: e.child, start: e.start, end: e.end });
+        break;
       case 'fault':
         faults.push({ kind: e.kind, target: e.target, start: e.start, end: e.end });
         break;
@@ -192,7 +199,7 @@ export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: Fau
       }
     }
   }
-  return { calls, faults, byId };
+  return { calls, faults, stalls, byId };
 }
 
 type Kind = 'exclusive' | 'permits' | 'read';
@@ -203,7 +210,7 @@ const valid = (call: Call): call is Call & { grant: NonNullable<Call['grant']>; 
   call.grant !== undefined && call.validEnd !== undefined;
 
 export function check(events: HistoryEvent[], context: CheckContext): { violations: Violation[]; calls: Call[]; faults: FaultWindow[] } {
-  const { calls, faults, byId } = buildCalls(events);
+  const { calls, faults, stalls, byId } = buildCalls(events);
   const violations: Violation[] = [];
   const faultsIn = (start: number, end: number) => faults.filter((f) => f.start <= end && f.end >= start);
   const add = (invariant: number, message: string, involved: Call[], window?: [number, number]) => {
@@ -301,7 +308,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   }
 
   const ownStall = (call: Call, start: number, end: number) =>
-    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && f.target === call.child && f.start <= end && f.end >= start);
+    [...faults, ...stalls].some((f) => (f.kind === 'pause' || f.kind === 'block' || f.kind === 'stall') && f.target === call.child && f.start <= end && f.end >= start);
 
   // 5. No lock returned with its lease over. Not judged when the caller's own process stood still
   // (paused, or its event loop blocked by other code) between the lease's start and the grant: the
