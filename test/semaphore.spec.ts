@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAcquiredError, type LockModuleOptions } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
-import { RedisMonitor, sentNothingAfterHandoff } from './support/redis-monitor.js';
+import { RedisMonitor, releaseAndExpectHandoff } from './support/redis-monitor.js';
+import { noSubscribeUserUrl } from './support/redis-admin.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/semaphore-worker.mjs', import.meta.url));
 
@@ -148,11 +149,7 @@ describe('semaphores', () => {
         const held = [await holderApp.locks.acquire(key, { permits: 2 }), await holderApp.locks.acquire(key, { permits: 2 })];
         const waiting = waiterApp.locks.acquire(key, { permits: 2, wait: 30_000 });
         await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
-        await held[0].release();
-        const got = await waiting;
-        const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held[0].token, got.token);
-        expect(before).toBeGreaterThan(0);
-        expect(after).toEqual([]);
+        const got = await releaseAndExpectHandoff(monitor, redis, held[0], waiting);
         expect(got.fence).toBeGreaterThan(held[1].fence);
         expect(await redis.zcard(`lock:{${key}}:permits`)).toBe(2);
         await Promise.all([got.release(), held[1].release()]);
@@ -166,18 +163,13 @@ describe('semaphores', () => {
       const key = 'sem:same-app';
       // Publishing allowed, subscribing not: no release message reaches the app. Without the
       // release's own reply, the waiter would have to ask Redis again to learn it holds the permit.
-      await redis.call('ACL', 'SETUSER', 'no-subscribe', 'on', '>pw', '~*', '&*', '+@all', '-subscribe', '-psubscribe', '-ssubscribe');
-      const app = await startLockApp({ redis: `redis://no-subscribe:pw@127.0.0.1:${data.port}`, pollInterval: 600_000 });
+      const app = await startLockApp({ redis: await noSubscribeUserUrl(data.port), pollInterval: 600_000 });
       const monitor = await RedisMonitor.start(data.port);
       try {
         const held = await app.locks.acquire(key, { permits: 1, ttl: 600_000 });
         const waiting = app.locks.acquire(key, { permits: 1, wait: 20_000 });
         await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
-        await held.release();
-        const got = await waiting;
-        const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
-        expect(before).toBeGreaterThan(0);
-        expect(after).toEqual([]);
+        const got = await releaseAndExpectHandoff(monitor, redis, held, waiting);
         expect(await redis.zscore(`lock:{${key}}:permits`, got.token)).not.toBeNull();
         expect(got.fence).toBeGreaterThan(held.fence);
         await got.release();

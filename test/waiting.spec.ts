@@ -4,7 +4,8 @@ import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
-import { RedisMonitor, sentNothingAfterHandoff } from './support/redis-monitor.js';
+import { RedisMonitor, releaseAndExpectHandoff } from './support/redis-monitor.js';
+import { noSubscribeUserUrl } from './support/redis-admin.js';
 
 describe('waiting for a busy lock', () => {
   let server: RedisServer;
@@ -172,12 +173,8 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
       const held = await holderApp.locks.acquire(key);
       const waiting = waiterApp.locks.acquire(key, { wait: 30_000 });
       await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
-      await held.release();
-      const got = await waiting;
       // The waiter's only commands are the attempts before the release; nothing after it.
-      const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
-      expect(before).toBeGreaterThan(0);
-      expect(after).toEqual([]);
+      const got = await releaseAndExpectHandoff(monitor, redis, held, waiting);
       expect(got.fence).toBe(held.fence + 1);
       await got.release();
     } finally {
@@ -192,18 +189,13 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
     // This user may publish (the release scripts announce) but not subscribe: no release message
     // reaches the app. Without the release's own reply, the waiter would have to ask Redis again
     // (at its next poll or at the end of its wait) to learn that it holds the lock.
-    await redis.call('ACL', 'SETUSER', 'no-subscribe', 'on', '>pw', '~*', '&*', '+@all', '-subscribe', '-psubscribe', '-ssubscribe');
-    const app = await startLockApp({ redis: `redis://no-subscribe:pw@127.0.0.1:${server.port}`, fair, pollInterval: 600_000 });
+    const app = await startLockApp({ redis: await noSubscribeUserUrl(server.port), fair, pollInterval: 600_000 });
     const monitor = await RedisMonitor.start(server.port);
     try {
       const held = await app.locks.acquire(key, { ttl: 600_000 });
       const waiting = app.locks.acquire(key, { wait: 20_000 });
       await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
-      await held.release();
-      const got = await waiting;
-      const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
-      expect(before).toBeGreaterThan(0);
-      expect(after).toEqual([]);
+      const got = await releaseAndExpectHandoff(monitor, redis, held, waiting);
       expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(got.token);
       expect(got.fence).toBe(held.fence + 1);
       await got.release();

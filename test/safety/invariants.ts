@@ -307,8 +307,10 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
   }
 
+  const ownWindow = (f: FaultWindow, call: Call, start: number, end: number) => f.target === call.child && f.start <= end && f.end >= start;
   const ownStall = (call: Call, start: number, end: number) =>
-    [...faults, ...stalls].some((f) => (f.kind === 'pause' || f.kind === 'block' || f.kind === 'stall') && f.target === call.child && f.start <= end && f.end >= start);
+    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && ownWindow(f, call, start, end)) ||
+    stalls.some((f) => ownWindow(f, call, start, end));
 
   // 5. No lock returned with its lease over. Not judged when the caller's own process stood still
   // (paused, or its event loop blocked by other code) between the lease's start and the grant: the

@@ -42,3 +42,12 @@ export function parseInfo(text: string): Map<string, string> {
   }
   return fields;
 }
+
+/**
+ * Creates (or resets) an ACL user that may run everything but subscribe (it may still publish, as
+ * the release scripts do) and returns its URL: no release message ever reaches a client using it.
+ */
+export async function noSubscribeUserUrl(port: number): Promise<string> {
+  await adminCall(port, 'ACL', 'SETUSER', 'no-subscribe', 'on', '>pw', '~*', '&*', '+@all', '-subscribe', '-psubscribe', '-ssubscribe');
+  return `redis://no-subscribe:pw@${HOST}:${port}`;
+}

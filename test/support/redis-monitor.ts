@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Redis } from 'ioredis';
+import type { Lock } from '../../lib/index.js';
 import { eventually } from './lock-app.js';
 
 /**
@@ -37,10 +38,21 @@ export class RedisMonitor {
 }
 
 /**
- * Checks that the client holding `waiterToken` sent script calls before `releasedBy`'s last call
- * (its attempts while queued) and none after it: it was handed the lock by that release.
+ * Releases `held`, awaits `waiting` and expects the waiter to have sent script calls before that
+ * release (its attempts while queued) and none after it: the release handed it the lock, and it
+ * holds it without asking Redis again. Returns the waiter's lock.
  */
-export function sentNothingAfterHandoff(calls: string[], releasedBy: string, waiterToken: string): { before: number; after: string[] } {
+export async function releaseAndExpectHandoff(monitor: RedisMonitor, redis: Redis, held: Lock, waiting: Promise<Lock>): Promise<Lock> {
+  await held.release();
+  const got = await waiting;
+  const { before, after } = sentNothingAfterHandoff(await monitor.scriptCalls(redis), held.token, got.token);
+  expect(before).toBeGreaterThan(0);
+  expect(after).toEqual([]);
+  return got;
+}
+
+/** Script calls of `waiterToken` before and after `releasedBy`'s last call. */
+function sentNothingAfterHandoff(calls: string[], releasedBy: string, waiterToken: string): { before: number; after: string[] } {
   const releaseAt = calls.findLastIndex((line) => line.includes(releasedBy));
   if (releaseAt < 0) throw new Error(`no script call of ${releasedBy} in MONITOR output`);
   return {
