@@ -53,4 +53,35 @@ describe('safety checker, invariant 5: a lock returned with its lease over', () 
     expect(invariant5([...lateGrant, { ev: 'stall', child: 1, start: 1_290, end: 1_310 }])).toHaveLength(1);
     expect(invariant5([...lateGrant, { ev: 'stall', child: 0, start: 500, end: 900 }])).toHaveLength(1);
   });
+
+  it('still flags it when the stall was much shorter than the grant was late', () => {
+    // 12 ms late; 4 ms of stall (two overlapping measurements of it count once) explain at most 7.
+    expect(invariant5([...lateGrant, { ev: 'stall', child: 0, start: 1_200, end: 1_204 }, { ev: 'stall', child: 0, start: 1_202, end: 1_204 }])).toHaveLength(1);
+    expect(invariant5([...lateGrant, { ev: 'stall', child: 0, start: 1_200, end: 1_205 }, { ev: 'stall', child: 0, start: 1_250, end: 1_255 }])).toEqual([]);
+  });
+});
+
+describe('safety checker, invariant 6: a wait that outlived its deadline', () => {
+  // wait 1,000 from 1,000: allowed until 1,000 + 1,000 + one call bound (1,000) + slack (2,500) = 5,500; granted at 6,000.
+  const longWait: HistoryEvent[] = [
+    { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 300, wait: 1_000, t: 1_000 },
+    { ev: 'grant', id: '1.1', t: 6_000, fences: { k: 1 }, token: 't', exp: 6_200, aborted: false },
+    { ev: 'release', id: '1.1', t: 6_010 },
+    { ev: 'end', id: '1.1', t: 6_011, result: 'ok' },
+  ];
+  const invariant6 = (events: HistoryEvent[]) =>
+    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 6);
+
+  it('flags it when nothing held its process up', () => {
+    expect(invariant6(longWait)).toHaveLength(1);
+  });
+
+  it('does not judge it when its process stood still for at least the excess (a pause, then a measured stall)', () => {
+    expect(invariant6([...longWait, { ev: 'fault', kind: 'pause', target: 0, start: 2_000, end: 2_300 }, { ev: 'stall', child: 0, start: 3_000, end: 3_250 }])).toEqual([]);
+  });
+
+  it('still flags it when its process stood still for less than the excess, or another process did', () => {
+    expect(invariant6([...longWait, { ev: 'stall', child: 0, start: 3_000, end: 3_100 }])).toHaveLength(1);
+    expect(invariant6([...longWait, { ev: 'fault', kind: 'pause', target: 1, start: 2_000, end: 3_000 }])).toHaveLength(1);
+  });
 });

@@ -167,7 +167,7 @@ export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: Fau
         break;
       case 'stall':
         // Measured by the child, not scheduled: kept apart from the faults, it excuses only the
-        // timing of that child's own calls (see ownStall), never an error or another invariant.
+        // timing of that child's own calls (see stalledFor), never an error or another invariant.
         stalls.push({ kind: 'stall', target: e.child, start: e.start, end: e.end });
         break;
       case 'fault':
@@ -307,27 +307,45 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
   }
 
-  const ownWindow = (f: FaultWindow, call: Call, start: number, end: number) => f.target === call.child && f.start <= end && f.end >= start;
-  const ownStall = (call: Call, start: number, end: number) =>
-    faults.some((f) => (f.kind === 'pause' || f.kind === 'block') && ownWindow(f, call, start, end)) ||
-    stalls.some((f) => ownWindow(f, call, start, end));
+  /**
+   * How long (ms) the call's own process stood still within [start, end]: scheduled pauses and
+   * blocks, and stalls it measured itself (overlapping windows counted once). A stall excuses a
+   * late grant or a long wait only if it lasted about as long as the lateness it is to explain.
+   */
+  const stalledFor = (call: Call, start: number, end: number): number => {
+    const windows = [...faults.filter((f) => f.kind === 'pause' || f.kind === 'block'), ...stalls]
+      .filter((f) => f.target === call.child && f.start <= end && f.end >= start)
+      .map((f) => [Math.max(f.start, start), Math.min(f.end, end)] as const)
+      .sort((a, b) => a[0] - b[0]);
+    let total = 0;
+    let coveredUntil = -Infinity;
+    for (const [from, to] of windows) {
+      const begin = Math.max(from, coveredUntil);
+      if (to > begin) total += to - begin;
+      coveredUntil = Math.max(coveredUntil, to);
+    }
+    return total;
+  };
 
   // 5. No lock returned with its lease over. Not judged when the caller's own process stood still
-  // (paused, or its event loop blocked by other code) between the lease's start and the grant: the
-  // library's last look at the clock may come before the stall, and its continuation after it.
+  // (paused, or its event loop blocked by other code) between the lease's start and the grant, for
+  // about as long as the grant was late: the library's last look at the clock may come before the
+  // stall, and its continuation after it.
   for (const call of calls) {
     if (!call.grant || call.shared.size === call.keys.length) continue;
-    if (call.grant.exp <= call.grant.t - EPS && !ownStall(call, call.grant.exp - call.ttl, call.grant.t)) {
-      add(5, `${call.id} was granted with expiresAt ${(call.grant.t - call.grant.exp).toFixed(0)} ms in the past (signal.aborted ${call.grant.aborted})`, [call]);
+    const late = call.grant.t - call.grant.exp;
+    if (late >= EPS && stalledFor(call, call.grant.exp - call.ttl, call.grant.t) < late - EPS) {
+      add(5, `${call.id} was granted with expiresAt ${late.toFixed(0)} ms in the past (signal.aborted ${call.grant.aborted})`, [call]);
     }
   }
 
-  // 6. A wait ends within wait + one call bound (+ slack).
+  // 6. A wait ends within wait + one call bound (+ slack), plus however long its process stood still.
   for (const call of calls) {
     const waitEnd = call.grant?.t ?? call.endT;
     if (waitEnd === undefined) continue;
     const waited = waitEnd - call.callT;
-    if (waited > call.wait + CALL_BOUND + WAIT_SLACK && !ownStall(call, call.callT, waitEnd)) {
+    const over = waited - (call.wait + CALL_BOUND + WAIT_SLACK);
+    if (over > 0 && stalledFor(call, call.callT, waitEnd) < over) {
       add(6, `${call.id} (${call.via}, wait ${call.wait}) waited ${waited.toFixed(0)} ms`, [call]);
     }
   }

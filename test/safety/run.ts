@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { clockCorrection, readClock, shiftTimes, type ClockReading, type ClockSample } from './clock-offset.js';
 import { check, describeViolation, type HistoryEvent, type Violation } from './invariants.js';
 import { FAIR_KEYS, fairAppWorkers, fairWorkerOps, faultPlan, keySpace, workerOps, type Fault, type Op, type TopologyName } from './schedule.js';
 import { leftovers, startTopology } from './topology.js';
@@ -51,6 +52,41 @@ interface Child {
   waiters: Array<{ ev: string; resolve: () => void }>;
   seen: Set<string>;
   exited: Promise<void>;
+  /** Every history event this process emitted (its times are on its own clock until corrected). */
+  events: HistoryEvent[];
+  /** Resolves the pending clock ping with the process's clock reading. */
+  pong?: (t: number) => void;
+}
+
+/** Round trips per clock measurement: the shortest one is kept (see clock-offset.ts). */
+const CLOCK_PINGS = 15;
+
+/** The child's clock against ours: CLOCK_PINGS pings, one at a time. */
+async function measureClock(child: Child): Promise<ClockReading> {
+  const samples: ClockSample[] = [];
+  for (let i = 0; i < CLOCK_PINGS; i++) {
+    const sent = now();
+    const answered = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`child ${child.index}: no answer to a clock ping within 10 s`)), 10_000);
+      child.pong = (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      };
+      child.process.stdin!.write('ping\n');
+    });
+    samples.push({ sent, answered, received: now() });
+  }
+  child.pong = undefined;
+  return readClock(samples);
+}
+
+/** The children's clocks in one line: "child 0: +0.02 ± 0.03 ms (after the run: +0.01 ± 0.02 ms); ...". */
+function describeClocks(before: ClockReading[], after: ClockReading[], corrections: number[]): string {
+  const ms = (reading: ClockReading) => `${reading.offset >= 0 ? '+' : ''}${reading.offset.toFixed(2)} ± ${reading.uncertainty.toFixed(2)} ms`;
+  const parts = before.map(
+    (reading, i) => `child ${i}: ${ms(reading)}${after[i] ? ` (after the run: ${ms(after[i])})` : ''}${corrections[i] ? ', corrected' : ''}`,
+  );
+  return `clocks against the runner's: ${parts.join('; ') || 'not measured'}`;
 }
 
 function waitFor(child: Child, ev: string, ms: number): Promise<void> {
@@ -73,6 +109,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
   const topology = await startTopology(name);
   const events: HistoryEvent[] = [];
   const children: Child[] = [];
+  /** Each child's clock against the runner's, before the workers start and after they stopped. */
+  const clocksBefore: ClockReading[] = [];
+  const clocksAfter: ClockReading[] = [];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `safety-${name}-${seed}-`));
   const schedules = new Map<string, Op[]>();
   const plan = faultPlan(name, seed, durationMs, topology.children);
@@ -120,6 +159,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
         stderr: '',
         waiters: [],
         seen: new Set(),
+        events: [],
         exited: new Promise((resolve) => proc.once('exit', () => resolve())),
       };
       let partial = '';
@@ -137,7 +177,12 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
             child.stderr += `[stdout] ${line}\n`;
             continue;
           }
+          if (event.ev === 'pong') {
+            child.pong?.(event.t as number);
+            continue;
+          }
           events.push(event);
+          child.events.push(event);
           child.seen.add(event.ev);
           for (const waiter of child.waiters.filter((w) => w.ev === event.ev)) waiter.resolve();
           child.waiters = child.waiters.filter((w) => w.ev !== event.ev);
@@ -149,6 +194,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
       children.push(child);
     }
     await Promise.all(children.map((child) => waitFor(child, 'ready', 60_000)));
+    for (const child of children) clocksBefore.push(await measureClock(child));
     const send = (child: Child, line: string) => child.process.stdin!.write(`${line}\n`);
     t0 = now();
     children.forEach((child) => send(child, 'go'));
@@ -176,6 +222,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     await sleep(t0 + durationMs - now());
     children.forEach((child) => send(child, 'stop'));
     await Promise.all(children.map((child) => waitFor(child, 'stopped', 30_000)));
+    for (const child of children) clocksAfter.push(await measureClock(child));
     // Every lease (a hold whose release failed keeps it up to its ttl) and every waiting mark runs out.
     const longestTtl = Math.max(600, ...[...schedules.values()].flat().map((op) => op.ttl));
     await sleep(longestTtl + 900);
@@ -202,6 +249,11 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     await topology.stop().catch(() => undefined);
   }
 
+  // One timeline: each child's times moved onto the runner's clock when they measurably differ.
+  const corrections = children.map((child, i) => (clocksBefore[i] ? clockCorrection(clocksBefore[i]) : 0));
+  children.forEach((child, i) => child.events.forEach((event) => shiftTimes(event, corrections[i])));
+  const clocks = describeClocks(clocksBefore, clocksAfter, corrections);
+
   const { violations, calls, faults } = check(events, { topology: name, agreedPermits });
   const stats: Record<string, number> = { calls: calls.length, granted: calls.filter((c) => c.grant).length, faults: faults.length };
   for (const call of calls) {
@@ -220,7 +272,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
   const firstAt = violations.length
     ? Math.min(...violations.map((v) => Math.max(...v.calls.map((c) => c.grant?.t ?? c.endT ?? c.callT), t0)))
     : undefined;
-  const header = `safety ${name} seed ${seed}: ${durationMs} ms, ${stats.calls} calls, ${stats.granted} granted, ${faults.length} faults (${plan.map((f) => f.kind).join(', ') || 'none'})`;
+  const header =
+    `safety ${name} seed ${seed}: ${durationMs} ms, ${stats.calls} calls, ${stats.granted} granted, ${faults.length} faults (${plan.map((f) => f.kind).join(', ') || 'none'})` +
+    `\n${clocks}`;
   let report = header;
   let historyFile: string | undefined;
   if (violations.length > 0) {
