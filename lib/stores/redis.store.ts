@@ -26,6 +26,7 @@ import {
   PERMIT_RELEASE_ONE_SCRIPT,
   PERMIT_LEAVE_SCRIPT,
 } from './redis-scripts.js';
+import { coalesceWrites } from './write-coalescing.js';
 
 type Client = Redis | Cluster;
 
@@ -126,6 +127,7 @@ export class RedisLockStore implements LockStore {
     if (isClusterConnectionOptions(connection)) client = new Cluster(connection.cluster, connection.clusterOptions);
     else if (typeof connection === 'string') client = new Redis(connection);
     else client = new Redis(connection as RedisOptions);
+    coalesceWrites(client);
     const store = new RedisLockStore(client, true, settings);
     store.reportErrors(client, 'connection');
     return store;
