@@ -5,6 +5,7 @@ import { RedisLockStore } from '../lib/stores/redis.store.js';
 import { coalesceWrites } from '../lib/stores/write-coalescing.js';
 import { RedisCluster } from './support/redis-cluster.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
+import { FixtureProcess } from './support/fixture-process.js';
 import { eventually } from './support/lock-app.js';
 
 /** Records each batch the stream hands on: one entry per write(v) reaching the underlying sink. */
@@ -99,6 +100,14 @@ describe('coalesced writes (one write per turn of the event loop)', () => {
         await passed.close();
         yours.disconnect();
       }
+    });
+
+    it('sends what a process wrote before it exits in the same turn (an unawaited release is not lost)', async () => {
+      const child = FixtureProcess.spawn('exit-after-release.mjs', { redisUrl: server.url, key: 'coalesce:exit' }, 'exit-after-release');
+      const { code } = await child.exited;
+      expect(code).toBe(0); // it exits 0 only after it held the lock
+      // Its lease was 60 s: the key is free now only because the release reached Redis.
+      expect(await admin.exists('lock:{coalesce:exit}')).toBe(0);
     });
 
     it('is applied to every node of a Cluster the store connects to', async () => {

@@ -3,6 +3,20 @@ import type { Writable } from 'node:stream';
 
 /** Streams already wrapped (a reconnect brings a new stream; a stream is wrapped once). */
 const wrapped = new WeakSet<Writable>();
+/** Streams corked right now, waiting for the end of this turn. */
+const corkedNow = new Set<Writable>();
+let exitHookInstalled = false;
+
+/**
+ * A process that exits in the same turn as it sent a command (`lock.release(); process.exit()`)
+ * never reaches the end of that turn: without this, the release would stay in the corked buffer
+ * and the lock would be held until its lease ran out. Uncorking writes at once (libuv tries the
+ * write synchronously), as an uncorked socket would have.
+ */
+function flushBeforeExit(): void {
+  for (const stream of corkedNow) stream.uncork();
+  corkedNow.clear();
+}
 
 /**
  * Makes the commands a connection sends within one turn of the event loop leave in one write.
@@ -40,15 +54,21 @@ export function coalesceWrites(client: Redis | Cluster): void {
 
 function coalesce(stream: Writable): void {
   wrapped.add(stream);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', flushBeforeExit);
+  }
   const write = stream.write;
   let corked = false;
   const flush = (): void => {
     corked = false;
+    corkedNow.delete(stream);
     stream.uncork();
   };
   stream.write = function (this: Writable, ...args: Parameters<Writable['write']>): boolean {
     if (!corked) {
       corked = true;
+      corkedNow.add(stream);
       stream.cork();
       process.nextTick(flush);
     }
