@@ -250,7 +250,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
   }
 
   // One timeline: each child's times moved onto the runner's clock when they measurably differ.
-  const corrections = children.map((child, i) => (clocksBefore[i] ? clockCorrection(clocksBefore[i]) : 0));
+  const corrections = children.map((_, i) => (clocksBefore[i] ? clockCorrection(clocksBefore[i]) : 0));
   children.forEach((child, i) => child.events.forEach((event) => shiftTimes(event, corrections[i])));
   const clocks = describeClocks(clocksBefore, clocksAfter, corrections);
 
