@@ -60,6 +60,7 @@ describe('coalesced writes (one write per turn of the event loop)', () => {
       admin = server.client();
     });
     afterAll(async () => {
+      await FixtureProcess.killAll(); // a fixture that hung instead of exiting
       await admin?.quit();
       await stopAllRedisServers();
     });
