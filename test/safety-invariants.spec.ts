@@ -1,6 +1,11 @@
 import { check, type HistoryEvent } from './safety/invariants.js';
 
 // The checker's own rules, on hand-made histories: a rule that accepted too much would hide bugs.
+
+/** The violations of one invariant that the checker finds in a history (one Redis, no semaphores). */
+const violationsOf = (invariant: number, events: HistoryEvent[]) =>
+  check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === invariant);
+
 describe('safety checker, invariant 7: a refused late reply', () => {
   const lateReply = (answeredMs: number, leaseMs: number) => ({
     name: 'LockUnavailableError',
@@ -10,8 +15,7 @@ describe('safety checker, invariant 7: a refused late reply', () => {
     { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 300, wait: 0, t: 1_000 },
     { ev: 'end', id: '1.1', t: 1_000 + callMs, result: 'error', error },
   ];
-  const invariant7 = (events: HistoryEvent[]) =>
-    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 7);
+  const invariant7 = (events: HistoryEvent[]) => violationsOf(7, events);
 
   it('accepts it with no fault when the call itself lasted as long as the reply took (a slow machine)', () => {
     expect(invariant7(history(400, lateReply(390, 300)))).toEqual([]);
@@ -38,8 +42,7 @@ describe('safety checker, invariant 5: a lock returned with its lease over', () 
     { ev: 'release', id: '1.1', t: 1_400 },
     { ev: 'end', id: '1.1', t: 1_401, result: 'ok' },
   ];
-  const invariant5 = (events: HistoryEvent[]) =>
-    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 5);
+  const invariant5 = (events: HistoryEvent[]) => violationsOf(5, events);
 
   it("flags it when the caller's process ran on", () => {
     expect(invariant5(lateGrant)).toHaveLength(1);
@@ -69,8 +72,7 @@ describe('safety checker, invariant 6: a wait that outlived its deadline', () =>
     { ev: 'release', id: '1.1', t: 6_010 },
     { ev: 'end', id: '1.1', t: 6_011, result: 'ok' },
   ];
-  const invariant6 = (events: HistoryEvent[]) =>
-    check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 6);
+  const invariant6 = (events: HistoryEvent[]) => violationsOf(6, events);
 
   it('flags it when nothing held its process up', () => {
     expect(invariant6(longWait)).toHaveLength(1);

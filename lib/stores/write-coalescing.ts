@@ -59,15 +59,12 @@ function coalesce(stream: Writable): void {
     process.on('exit', flushBeforeExit);
   }
   const write = stream.write;
-  let corked = false;
   const flush = (): void => {
-    corked = false;
     corkedNow.delete(stream);
     stream.uncork();
   };
   stream.write = function (this: Writable, ...args: Parameters<Writable['write']>): boolean {
-    if (!corked) {
-      corked = true;
+    if (!corkedNow.has(stream)) {
       corkedNow.add(stream);
       stream.cork();
       process.nextTick(flush);
