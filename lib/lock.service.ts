@@ -425,7 +425,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           }
         }
         if (grant) {
-          failure = await this.admit(keys, token, grant.leaseStart, call, shape, deadline);
+          // Most stores have nothing to confirm: then the gate decides without a turn of the event loop.
+          const confirming = this.store.confirmGrant?.(keys, token, shape, call.ttl);
+          const refused = confirming && (await this.confirmation(confirming, grant.leaseStart, call.ttl, deadline));
+          failure = this.admit(keys, token, grant.leaseStart, call, shape, refused);
           if (failure === undefined) {
             acquired = true;
             return this.holdLease(keys, token, grant.fences, call, grant.leaseStart, shape, start);
@@ -475,32 +478,28 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   /**
    * The one gate every grant passes before it counts as held, however it came (taken by an
    * attempt, handed over by a fair release, granted by a Redlock quorum): the store's own
-   * confirmation (e.g. `waitForReplicas`), then the clock. A lease whose reply came back after it
-   * had already run out (counted from when the attempt was sent) is a loss, not a hold. Returns
-   * why the grant does not count (the lock is then given back), or undefined when it does.
+   * confirmation (e.g. `waitForReplicas`; `refused` is why it failed, see {@link confirmation}),
+   * then the clock. A lease whose reply came back after it had already run out (counted from when
+   * the attempt was sent) is a loss, not a hold. Returns why the grant does not count (the lock is
+   * then given back), or undefined when it does.
    */
-  private async admit(
-    keys: string[],
-    token: string,
-    leaseStart: number,
-    call: ResolvedCallOptions,
-    shape: LeaseShape,
-    deadline: number,
-  ): Promise<unknown> {
-    let failure: unknown;
-    if (this.store.confirmGrant) {
-      try {
-        const bound = Math.max(Math.min(deadline, leaseStart + call.ttl) - monotonicNow(), MIN_CALL_TIMEOUT_MS);
-        await withTimeout(this.store.confirmGrant(keys, token, shape, call.ttl), bound);
-      } catch (error) {
-        failure = error;
-      }
-    }
+  private admit(keys: string[], token: string, leaseStart: number, call: ResolvedCallOptions, shape: LeaseShape, refused: unknown): unknown {
+    let failure = refused;
     if (failure === undefined && monotonicNow() >= leaseStart + call.ttl - driftAllowance(call.ttl)) {
       failure = new LeaseRanOutError(call.ttl, Math.round(monotonicNow() - leaseStart));
     }
     if (failure !== undefined) this.releaseQuietly(keys, token, shape);
     return failure;
+  }
+
+  /** Waits for the store's confirmation of a grant, bounded by the lease and the wait: why it failed, or undefined. */
+  private async confirmation(confirming: Promise<void>, leaseStart: number, ttl: number, deadline: number): Promise<unknown> {
+    try {
+      await withTimeout(confirming, Math.max(Math.min(deadline, leaseStart + ttl) - monotonicNow(), MIN_CALL_TIMEOUT_MS));
+      return undefined;
+    } catch (error) {
+      return error;
+    }
   }
 
   private holdLease(

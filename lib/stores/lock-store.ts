@@ -112,10 +112,11 @@ export interface LockStore {
   release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number>;
   /**
    * Optional last step of every grant (taken by an attempt or handed over by a release), before
-   * the lock counts as held: e.g. waiting until replicas have it. Throws when the grant must not
-   * count; the caller then gives the lock back.
+   * the lock counts as held: e.g. waiting until replicas have it. Rejects when the grant must not
+   * count; the caller then gives the lock back. Returns undefined when there is nothing to confirm
+   * (no `waitForReplicas`), so the common grant costs no promise and no turn of the event loop.
    */
-  confirmGrant?(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void>;
+  confirmGrant?(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void> | undefined;
   /** A fair waiter gives up: leaves the queue, passing the lock on if it was granted meanwhile. */
   leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void>;
   isLocked(key: string): Promise<boolean>;

@@ -381,17 +381,24 @@ export class RedisLockStore implements LockStore {
     });
   }
 
-  async release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
-    if (shape?.fair) {
-      const key = keys[0];
-      return this.handedOver(await this.client.nestjsRedisLockFairRelease(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
-    }
+  // Not async, to spare the common release a layer of promises: both paths are async functions,
+  // so a failure still arrives as a rejection.
+  release(keys: readonly string[], token: string, shape?: LeaseShape): Promise<number> {
     if (!this.isCluster || keys.length === 1) return this.releaseGroup(keys, token, shape);
+    return this.releaseAcrossSlots(keys, token, shape);
+  }
+
+  private async releaseAcrossSlots(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
     const released = await Promise.all(this.slotGroups(keys).map((group) => this.releaseGroup(group, token, shape)));
     return released.reduce((sum, count) => sum + count, 0);
   }
 
   private async releaseGroup(keys: readonly string[], token: string, shape: LeaseShape | undefined): Promise<number> {
+    if (shape?.fair) {
+      // Fair locks are one key each: the release hands the key straight to the first queued waiter.
+      const key = keys[0];
+      return this.handedOver(await this.client.nestjsRedisLockFairRelease(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
+    }
     if (keys.length === 1 && shape?.permits !== undefined) {
       // One key's permit: its release can hand the permit straight to a queued waiter.
       const key = keys[0];
@@ -517,11 +524,16 @@ export class RedisLockStore implements LockStore {
    * after cannot lose it. Runs for every grant, including a lock handed over by another client's
    * release: WAIT only covers this connection's own writes, so the lease is first renewed from here
    * (which also proves it is still ours) and WAIT then covers the grant written before it.
-   * Throws when the lock is not ours any more or too few replicas acknowledged it in time.
+   * Rejects when the lock is not ours any more or too few replicas acknowledged it in time; without
+   * `waitForReplicas` there is nothing to confirm (undefined).
    */
-  async confirmGrant(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void> {
+  confirmGrant(keys: readonly string[], token: string, shape: LeaseShape, ttl: number): Promise<void> | undefined {
     const wanted = this.settings.waitForReplicas;
-    if (!wanted) return;
+    return wanted ? this.confirmReplicated(keys, token, shape, ttl, wanted) : undefined;
+  }
+
+  /** The grant is still ours and `wanted` replicas have it (WAIT), else it must not count. */
+  private async confirmReplicated(keys: readonly string[], token: string, shape: LeaseShape, ttl: number, wanted: number): Promise<void> {
     const timeout = this.settings.replicaTimeout ?? 1_000;
     const renewal: Renewal = { keys, token, ttl, permits: shape.permits, mode: shape.mode };
     const [renewed] = await this.extend([renewal]);
