@@ -156,13 +156,18 @@ local function prune(set, holds, now)
   end
 end
 local function keep_alive(set, holds, ttl)
-  if redis.call('PTTL', set) < ttl then
-    redis.call('PEXPIRE', set, ttl)
+  local keep = redis.call('PTTL', set)
+  if keep < ttl then
+    keep = ttl
+    redis.call('PEXPIRE', set, keep)
   end
-  redis.call('PEXPIRE', holds, redis.call('PTTL', set))
+  redis.call('PEXPIRE', holds, keep)
 end
-local function hold_in(set, holds, counter, legacy, token, now, ttl)
-  local fence = redis.call('HGET', holds, token)
+local function hold_in(set, holds, counter, legacy, token, now, ttl, held)
+  -- held: what the caller already read of the token's fence in the holds hash (false: none);
+  -- nil when it did not look.
+  local fence = held
+  if fence == nil then fence = redis.call('HGET', holds, token) end
   if fence then
     fence = tonumber(fence)
   else
@@ -594,13 +599,18 @@ local now = server_now()
 local n = ${queued ? 1 : '#KEYS / 8'}
 ${queued ? QUEUE_ME : ''}
 local already = false
+-- The limit each key's holds hash records now, when read below: rewritten only if it differs.
+local agreed = {}
+-- Each key's fence already held by this token (false: none), as read below.
+local held = {}
 local permits = tonumber(ARGV[3])
 local announce = tonumber(ARGV[4])
 for i = 1, n do
   local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
   prune(set, holds, now)
-  if redis.call('HGET', holds, ARGV[1]) then
+  held[i] = redis.call('HGET', holds, ARGV[1])
+  if held[i] then
     already = true
   else
     local holders = redis.call('ZCARD', set)
@@ -608,6 +618,7 @@ for i = 1, n do
     if holders > 0 and limit ~= permits and limit > 0 then
       return {-1, i, limit}
     end
+    agreed[i] = limit
     local busy_until
     local writer = redis.call('PTTL', KEYS[base + 5])
     local waiting = redis.call('PTTL', KEYS[base + 7])
@@ -638,8 +649,10 @@ local ttl = tonumber(ARGV[2])
 for i = 1, n do
   local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
-  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl)
-  redis.call('HSET', holds, 'limit', permits)
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl, held[i])
+  if agreed[i] ~= permits then
+    redis.call('HSET', holds, 'limit', permits)
+  end
   keep_alive(set, holds, ttl)
 end
 ${queued ? 'leave_queue(KEYS[9], KEYS[10], KEYS[11])\nif already then reply[3] = 1 end' : ''}
