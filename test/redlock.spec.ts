@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
+import { RAISE_FENCES_SCRIPT } from '../lib/stores/redis-scripts.js';
 
 describe('Redlock over three independent masters', () => {
   let masters: RedisServer[];
@@ -50,6 +52,49 @@ describe('Redlock over three independent masters', () => {
     await eventually(async () => (await raised()) === clients.length, 10_000, 'every master counter to be raised');
     for (const c of clients) expect(await c.exists('lock:{rl:2}:fence')).toBe(0);
     await second.release();
+  });
+
+  it('raises the fence counters only when the granting masters disagree on the fence', async () => {
+    const raiseSha = createHash('sha1').update(RAISE_FENCES_SCRIPT).digest('hex');
+    // SLOWLOG with a threshold of 0 records every command a master runs, with its arguments.
+    const raisesRun = async () => {
+      const logs = await Promise.all(clients.map((c) => c.slowlog('GET', 100_000) as Promise<Array<[number, number, number, string[]]>>));
+      // ioredis sends a script's first call on a connection as EVAL, later ones as EVALSHA; SLOWLOG
+      // keeps only the first 128 characters of an argument.
+      const isRaise = ([command, script]: string[]) =>
+        (command.toLowerCase() === 'evalsha' && script === raiseSha) ||
+        (command.toLowerCase() === 'eval' && script.startsWith(RAISE_FENCES_SCRIPT.slice(0, 100)));
+      return logs.flat().filter((entry) => isRaise(entry[3])).length;
+    };
+    const counters = async () => (await Promise.all(clients.map((c) => c.get('lock:fences')))).map(Number);
+    await Promise.all(clients.map((c) => c.config('SET', 'slowlog-log-slower-than', '0')));
+    await Promise.all(clients.map((c) => c.config('SET', 'slowlog-max-len', '100000')));
+    try {
+      // Counters in step (every master saw the same acquisitions): the granting masters answer the
+      // same fence, which each of them already counts, so nothing is sent to raise them.
+      const base = Math.max(...(await counters())) + 100;
+      await Promise.all(clients.map((c) => c.set('lock:fences', base)));
+      await Promise.all(clients.map((c) => c.slowlog('RESET')));
+      const inStep = await appA.locks.acquire('rl:raise');
+      expect(inStep.fence).toBe(base + 1);
+      await inStep.release();
+      expect(await raisesRun()).toBe(0);
+
+      // Counters apart: any two masters answer different fences. The lock's fence is the largest,
+      // and a quorum of granting masters is raised to it before acquire returns.
+      await clients[0].set('lock:fences', base + 1_000);
+      await clients[1].set('lock:fences', base + 2_000);
+      const apart = await appA.locks.acquire('rl:raise');
+      expect(apart.fence).toBeGreaterThan(base + 1_000);
+      expect((await counters()).filter((counter) => counter >= apart.fence).length).toBeGreaterThanOrEqual(2);
+      expect(await raisesRun()).toBeGreaterThanOrEqual(2);
+      await apart.release();
+      const next = await appB.locks.acquire('rl:raise');
+      expect(next.fence).toBeGreaterThan(apart.fence);
+      await next.release();
+    } finally {
+      await Promise.all(clients.map((c) => c.config('SET', 'slowlog-log-slower-than', '10000')));
+    }
   });
 
   it('takes several keys all or nothing', async () => {

@@ -49,6 +49,11 @@ export class RedlockStore implements LockStore {
     const validity = ttl - (monotonicNow() - start) - driftAllowance(ttl);
     if (granted.length >= this.quorum && validity > 0) {
       const fences = keys.map((_, i) => Math.max(...granted.map((reply) => reply.fences[i])));
+      // A master that answered exactly these fences already counts at least that high (its
+      // counters never go down), so raising it would change nothing. When every granting master
+      // did (the usual case: they all saw the same acquisitions), the lock is held now, without
+      // the second round trip.
+      if (granted.every((reply) => reply.fences.every((fence, i) => fence === fences[i]))) return { acquired: true, fences };
       const grantedBy = new Set(this.masters.filter((_, i) => isGranted(replies[i])));
       const raised = await this.onMasters(
         (master) => (grantedBy.has(master) ? master.raiseFences(keys, fences).then(() => true) : Promise.reject(new Error('did not grant'))),
