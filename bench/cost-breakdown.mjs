@@ -8,10 +8,10 @@
  * 1. Redis time per call, one call at a time as in A (SLOWLOG with a threshold of 0 records
  *    every command's execution time in µs, also those run inside scripts): both libraries' real
  *    calls, and reference scripts that show what a fenced acquire cannot avoid.
- * 2. JavaScript per pair with a client that answers at once (no Redis, no socket): the libraries'
+ * 2. Promises created per pair against a real Redis (async_hooks).
+ * 3. JavaScript per pair with a client that answers at once (no Redis, no socket): the libraries'
  *    own code, without the network. Each in a fresh process, with and without an
  *    AsyncLocalStorage.run() first (on Node 20 that turns on promise hooks for the whole process).
- * 3. Promises created per pair against a real Redis (async_hooks).
  *
  * Prints a report; changes nothing. Figures move by ±20 % between runs on a shared VM.
  */
@@ -43,7 +43,7 @@ async function lockService(redis) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. JavaScript only: a child process per library and setting (`--js ours|sem [--hooks]`)
+// 3. JavaScript only: a child process per library and setting (`--js ours|sem [--hooks]`)
 // ---------------------------------------------------------------------------------------------
 
 /** A client that answers every command at once: enough of ioredis for LockService and Mutex. */
@@ -75,8 +75,8 @@ async function jsChild(which, hooks) {
   let pair;
   let app;
   if (which === 'ours') {
-    ({ app, locks: pair } = await lockService(client));
-    const locks = pair;
+    let locks;
+    ({ app, locks } = await lockService(client));
     pair = async (key) => (await locks.acquire(key)).release();
   } else {
     pair = async (key) => {
@@ -106,7 +106,7 @@ function jsCost(which, hooks) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. and 3.: against a private redis-server
+// 1. and 2.: against a private redis-server
 // ---------------------------------------------------------------------------------------------
 
 /** Reference scripts: what a fenced acquire cannot do without (KEYS[1] lock, KEYS[2] counter). */
@@ -204,7 +204,7 @@ async function main() {
       out.push(`| ${label} | ${median(micros).toFixed(1)} |`);
     }
 
-    out.push('', '## 3. Promises per pair (async_hooks, real Redis)', '');
+    out.push('', '## 2. Promises per pair (async_hooks, real Redis)', '');
     let counting = false;
     let promises = 0;
     const hook = createHook({
@@ -227,7 +227,7 @@ async function main() {
     await server.stop();
   }
 
-  out.push('', `## 2. JavaScript per pair, client answering at once (median of 3 rounds of ${JS_PAIRS.toLocaleString('en-US')} pairs; µs)`, '');
+  out.push('', `## 3. JavaScript per pair, client answering at once (median of 3 rounds of ${JS_PAIRS.toLocaleString('en-US')} pairs; µs)`, '');
   out.push('| library | plain | after AsyncLocalStorage.run() |', '|---|---:|---:|');
   for (const which of ['ours', 'sem']) {
     const name = which === 'ours' ? 'nestjs-redis-lock' : 'redis-semaphore';
