@@ -9,7 +9,11 @@
  *    every command's execution time in µs, also those run inside scripts): both libraries' real
  *    calls, and reference scripts that show what a fenced acquire cannot avoid.
  * 2. Promises created per pair against a real Redis (async_hooks).
- * 3. JavaScript per pair with a client that answers at once (no Redis, no socket): the libraries'
+ * 3. End to end, in rotating rounds: each library's pairs, and the very commands it sends replayed
+ *    on a bare ioredis client (what the commands cost, apart from the library's code); then single
+ *    calls one at a time, with the CPU each costs Redis (its process's user+system time, which
+ *    SLOWLOG leaves out: reading and parsing the request, writing the reply) and this process.
+ * 4. JavaScript per pair with a client that answers at once (no Redis, no socket): the libraries'
  *    own code, without the network. Each in a fresh process, with and without an
  *    AsyncLocalStorage.run() first (on Node 20 that turns on promise hooks for the whole process).
  *
@@ -20,6 +24,7 @@ import { spawnSync } from 'node:child_process';
 import { createHook, AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
@@ -33,6 +38,7 @@ import { median } from './measure.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const PAIRS = 3_000;
+const ROUNDS = 8;
 const JS_PAIRS = 100_000;
 
 async function lockService(redis) {
@@ -43,7 +49,7 @@ async function lockService(redis) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. JavaScript only: a child process per library and setting (`--js ours|sem [--hooks]`)
+// 4. JavaScript only: a child process per library and setting (`--js ours|sem [--hooks]`)
 // ---------------------------------------------------------------------------------------------
 
 /** A client that answers every command at once: enough of ioredis for LockService and Mutex. */
@@ -106,7 +112,7 @@ function jsCost(which, hooks) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. and 2.: against a private redis-server
+// 1. to 3.: against a private redis-server
 // ---------------------------------------------------------------------------------------------
 
 /** Reference scripts: what a fenced acquire cannot do without (KEYS[1] lock, KEYS[2] counter). */
@@ -158,6 +164,70 @@ function perCall(entries) {
     byCall.set(name, list);
   }
   return byCall;
+}
+
+/** CPU time (µs) a process has used so far: user + system, from /proc (clock ticks). */
+function processCpuMicros(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond;
+}
+
+/**
+ * Runs every entry of `runs` (name → async one-call function of a fresh key) for PAIRS calls per
+ * round, ROUNDS rounds, rotating who goes first; per entry the median over rounds of: round-trip
+ * p50 (µs), Redis CPU per call and this process's CPU per call (µs).
+ */
+async function rotatingRounds(runs, redisPid) {
+  const names = Object.keys(runs);
+  const rounds = Object.fromEntries(names.map((name) => [name, { p50: [], redisCpu: [], nodeCpu: [] }]));
+  let seq = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const name of [...names.slice(round % names.length), ...names.slice(0, round % names.length)]) {
+      const latencies = new Float64Array(PAIRS);
+      const redis0 = processCpuMicros(redisPid);
+      const node0 = process.cpuUsage();
+      for (let i = 0; i < PAIRS; i++) {
+        const key = `e:${seq++}:${randomBytes(6).toString('hex')}`;
+        const start = performance.now();
+        await runs[name](key);
+        latencies[i] = (performance.now() - start) * 1000;
+      }
+      const node = process.cpuUsage(node0);
+      rounds[name].redisCpu.push((processCpuMicros(redisPid) - redis0) / PAIRS);
+      rounds[name].nodeCpu.push((node.user + node.system) / PAIRS);
+      rounds[name].p50.push(median(latencies));
+    }
+  }
+  return Object.fromEntries(names.map((name) => [name, Object.fromEntries(Object.entries(rounds[name]).map(([k, v]) => [k, median(v)]))]));
+}
+
+/** The commands one acquire+release of `lib` sends, captured from ioredis with `key` in them. */
+async function capturePair(lib, key) {
+  const captured = [];
+  const original = Redis.prototype.sendCommand;
+  Redis.prototype.sendCommand = function capture(command, stream) {
+    captured.push([command.name, command.args.map(String)]);
+    return original.call(this, command, stream);
+  };
+  try {
+    await lib.release(await lib.acquire(key));
+  } finally {
+    Redis.prototype.sendCommand = original;
+  }
+  return captured;
+}
+
+/** Replays captured commands for another key: the key swapped, a fresh token of the same shape. */
+function replayer(client, captured, key) {
+  const tokenLike = (arg) => /^[0-9a-f-]{32,}$/.test(arg);
+  return async (newKey) => {
+    const token = randomBytes(30).toString('hex');
+    for (const [name, args] of captured) {
+      // An EVALSHA's first argument is the script's SHA-1, which looks like a token: kept as is.
+      await client.call(name, ...args.map((a, i) => ((name !== 'evalsha' || i > 0) && tokenLike(a) ? token : a.replaceAll(key, newKey))));
+    }
+  };
 }
 
 async function main() {
@@ -220,6 +290,43 @@ async function main() {
       out.push(`- ${name}: ${(promises / 1000).toFixed(1)}`);
     }
     hook.disable();
+
+    const redisPid = Number(/process_id:(\d+)/.exec(await admin.info('server'))[1]);
+    const bare = new Redis(server.url);
+    await bare.ping();
+    try {
+      out.push('', `## 3. End to end, one call at a time (rotating rounds; medians of ${ROUNDS} rounds of ${PAIRS.toLocaleString('en-US')})`, '');
+      out.push('Each library, and the commands it sends replayed on a bare ioredis client (same scripts, same argument shapes):', '');
+      const pairRuns = {};
+      const callRuns = { PING: () => bare.ping(), 'SET NX PX': (key) => bare.set(key, 'x', 'PX', 30000, 'NX') };
+      for (const [name, lib] of Object.entries(libraries)) {
+        const captureKey = `capture${name.replace(/[^a-z]/g, '')}`;
+        const captured = await capturePair(lib, captureKey);
+        pairRuns[`${name}`] = async (key) => lib.release(await lib.acquire(key));
+        pairRuns[`${name}'s commands, replayed`] = replayer(bare, captured, captureKey);
+        // Each of its calls alone (a release replayed alone finds no lock: the compare fails early).
+        captured.forEach((call, i) => {
+          const label = `${name}: ${i === 0 ? 'acquire' : 'release, finding no lock'} (${call[0] === 'evalsha' ? scriptNames.get(call[1][0]) ?? 'its script' : call[0].toUpperCase()}, ${call[1].length} arguments)`;
+          callRuns[label] = replayer(bare, [call], captureKey);
+        });
+      }
+      out.push('| pair | p50 µs | Redis CPU µs | this process\'s CPU µs |', '|---|---:|---:|---:|');
+      for (const [name, r] of Object.entries(await rotatingRounds(pairRuns, redisPid))) {
+        out.push(`| ${name} | ${r.p50.toFixed(0)} | ${r.redisCpu.toFixed(0)} | ${r.nodeCpu.toFixed(0)} |`);
+      }
+      out.push('', 'Single calls on the bare client (a fresh key each): the libraries\' calls, and the reference scripts of section 1:', '');
+      for (const [label, { lua, keys, args }] of Object.entries(REFERENCE)) {
+        const sha = await bare.script('LOAD', lua);
+        callRuns[label] = (key) =>
+          bare.evalsha(sha, keys, ...Array.from({ length: keys }, (_, k) => (k === 0 ? `{${key}}` : k === 1 ? 'ref:fences' : `{${key}}:${k}`)), ...Array.from({ length: args }, (_, k) => (k === 1 ? '30000' : 'a'.repeat(60))));
+      }
+      out.push('| call | p50 µs | Redis CPU µs | this process\'s CPU µs |', '|---|---:|---:|---:|');
+      for (const [name, r] of Object.entries(await rotatingRounds(callRuns, redisPid))) {
+        out.push(`| ${name} | ${r.p50.toFixed(0)} | ${r.redisCpu.toFixed(0)} | ${r.nodeCpu.toFixed(0)} |`);
+      }
+    } finally {
+      bare.disconnect();
+    }
   } finally {
     await app.close();
     admin.disconnect();
@@ -227,7 +334,7 @@ async function main() {
     await server.stop();
   }
 
-  out.push('', `## 3. JavaScript per pair, client answering at once (median of 3 rounds of ${JS_PAIRS.toLocaleString('en-US')} pairs; µs)`, '');
+  out.push('', `## 4. JavaScript per pair, client answering at once (median of 3 rounds of ${JS_PAIRS.toLocaleString('en-US')} pairs; µs)`, '');
   out.push('| library | plain | after AsyncLocalStorage.run() |', '|---|---:|---:|');
   for (const which of ['ours', 'sem']) {
     const name = which === 'ours' ? 'nestjs-redis-lock' : 'redis-semaphore';
