@@ -392,6 +392,9 @@ end`;
 export const FAIR_ACQUIRE_SCRIPT = `
 ${pruneGoneWaiters('KEYS[10]')}
 ${SHARED_HOLDERS}
+-- One clock for the whole script: server_now() answers the prune's reading above, instead of a
+-- second TIME a few µs later (a shared lease then looks live that much longer, never shorter).
+now_ms = now
 ${NEXT_FENCE}
 ${LOCK_VALUE}
 ${QUEUE_ME}
@@ -809,11 +812,14 @@ ${LOCK_VALUE}
 ${SORTED_HOLDS}
 local now = server_now()
 local n = #KEYS / 8
+-- Each key's fence already held by this token (false: none), as read below (the keys are distinct).
+local held = {}
 for i = 1, n do
   local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
   prune(set, holds, now)
-  if not redis.call('HGET', holds, ARGV[1]) then
+  held[i] = redis.call('HGET', holds, ARGV[1])
+  if not held[i] then
     local busy_until
     local writer = redis.call('PTTL', KEYS[base + 5])
     local waiting = redis.call('PTTL', KEYS[base + 7])
@@ -838,7 +844,7 @@ local ttl = tonumber(ARGV[2])
 for i = 1, n do
   local base = 8 * (i - 1)
   local set, holds = KEYS[base + 1], KEYS[base + 2]
-  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl)
+  reply[i + 1] = hold_in(set, holds, KEYS[base + 3], KEYS[base + 8], ARGV[1], now, ttl, held[i])
   keep_alive(set, holds, ttl)
 end
 return reply

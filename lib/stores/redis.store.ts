@@ -592,7 +592,17 @@ export class RedisLockStore implements LockStore {
    * wanted marker.
    */
   private handoffKeys(key: string): string[] {
-    return [...this.fairKeys(key), this.legacyFenceKey(key), this.queuedByKey(key), this.wantedKey(key)];
+    // Spelled out from one lock key (as queuedAcquire does): each helper would escape the user key again.
+    const lockKey = this.lockKey(key);
+    return [
+      lockKey,
+      this.fenceCounterOf(lockKey),
+      `${lockKey}:queue`,
+      `${lockKey}:waiting`,
+      `${lockKey}:fence`,
+      `${lockKey}:queued-by`,
+      `${lockKey}:wanted`,
+    ];
   }
 
   /** Every Redis key of one user key starts with this, which keeps them in one Cluster slot. */
