@@ -202,7 +202,7 @@ async function rotatingRounds(runs, redisPid) {
   return Object.fromEntries(names.map((name) => [name, Object.fromEntries(Object.entries(rounds[name]).map(([k, v]) => [k, median(v)]))]));
 }
 
-/** The commands one acquire+release of `lib` sends, captured from ioredis with `key` in them. */
+/** The commands one acquire+release of `lib` sends (its acquire, then its release), captured from ioredis. */
 async function capturePair(lib, key) {
   const captured = [];
   const original = Redis.prototype.sendCommand;
@@ -215,17 +215,26 @@ async function capturePair(lib, key) {
   } finally {
     Redis.prototype.sendCommand = original;
   }
+  // Anything else sent meanwhile (a background write) would be replayed as part of the pair.
+  if (captured.length !== 2) throw new Error(`expected an acquire and a release, captured ${captured.map(([name]) => name).join(', ')}`);
   return captured;
 }
 
-/** Replays captured commands for another key: the key swapped, a fresh token of the same shape. */
+/**
+ * Replays captured commands for another key: the key swapped, and each token replaced by a fresh
+ * random one of the same length (the same one in every command of the pair).
+ */
 function replayer(client, captured, key) {
   const tokenLike = (arg) => /^[0-9a-f-]{32,}$/.test(arg);
   return async (newKey) => {
-    const token = randomBytes(30).toString('hex');
+    const fresh = new Map();
+    const swap = (arg) => {
+      if (!fresh.has(arg)) fresh.set(arg, randomBytes(arg.length).toString('hex').slice(0, arg.length));
+      return fresh.get(arg);
+    };
     for (const [name, args] of captured) {
       // An EVALSHA's first argument is the script's SHA-1, which looks like a token: kept as is.
-      await client.call(name, ...args.map((a, i) => ((name !== 'evalsha' || i > 0) && tokenLike(a) ? token : a.replaceAll(key, newKey))));
+      await client.call(name, ...args.map((a, i) => ((name !== 'evalsha' || i > 0) && tokenLike(a) ? swap(a) : a.replaceAll(key, newKey))));
     }
   };
 }
