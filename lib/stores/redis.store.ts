@@ -214,14 +214,14 @@ export class RedisLockStore implements LockStore {
       10,
       lockKey,
       counter,
-      `${lockKey}:fence`,
-      `${lockKey}:wanted`,
-      `${lockKey}:readers`,
-      `${lockKey}:writer-waiting`,
-      `${lockKey}:permits`,
+      siblingKey(lockKey, 'fence'),
+      siblingKey(lockKey, 'wanted'),
+      siblingKey(lockKey, 'readers'),
+      siblingKey(lockKey, 'writer-waiting'),
+      siblingKey(lockKey, 'permits'),
       queueKey,
       waitingKey,
-      `${lockKey}:queued-by`,
+      siblingKey(lockKey, 'queued-by'),
       token,
       ttl,
       intent.announceFor,
@@ -326,11 +326,11 @@ export class RedisLockStore implements LockStore {
         7,
         lockKey,
         this.fenceCounterOf(lockKey),
-        `${lockKey}:fence`,
-        `${lockKey}:wanted`,
-        `${lockKey}:readers`,
-        `${lockKey}:writer-waiting`,
-        `${lockKey}:permits`,
+        siblingKey(lockKey, 'fence'),
+        siblingKey(lockKey, 'wanted'),
+        siblingKey(lockKey, 'readers'),
+        siblingKey(lockKey, 'writer-waiting'),
+        siblingKey(lockKey, 'permits'),
         token,
         ttl,
         intent.announceFor,
@@ -577,13 +577,13 @@ export class RedisLockStore implements LockStore {
 
   /** Fair queue entry -> number of the waiter's attempt that queued it (see redis-scripts.ts). */
   private queuedByKey(key: string): string {
-    return `${this.lockKey(key)}:queued-by`;
+    return siblingKey(this.lockKey(key), 'queued-by');
   }
 
   /** Lock, fence, queue and presence keys of a fair lock, all in the key's Cluster slot. */
   private fairKeys(key: string): [string, string, string, string] {
     const lockKey = this.lockKey(key);
-    return [lockKey, this.fenceCounterOf(lockKey), `${lockKey}:queue`, `${lockKey}:waiting`];
+    return [lockKey, this.fenceCounterOf(lockKey), siblingKey(lockKey, 'queue'), siblingKey(lockKey, 'waiting')];
   }
 
   /**
@@ -592,16 +592,16 @@ export class RedisLockStore implements LockStore {
    * wanted marker.
    */
   private handoffKeys(key: string): string[] {
-    // Spelled out from one lock key (as queuedAcquire does): each helper would escape the user key again.
+    // From one lock key (as queuedAcquire does): each helper would escape the user key again.
     const lockKey = this.lockKey(key);
     return [
       lockKey,
       this.fenceCounterOf(lockKey),
-      `${lockKey}:queue`,
-      `${lockKey}:waiting`,
-      `${lockKey}:fence`,
-      `${lockKey}:queued-by`,
-      `${lockKey}:wanted`,
+      siblingKey(lockKey, 'queue'),
+      siblingKey(lockKey, 'waiting'),
+      siblingKey(lockKey, 'fence'),
+      siblingKey(lockKey, 'queued-by'),
+      siblingKey(lockKey, 'wanted'),
     ];
   }
 
@@ -621,7 +621,7 @@ export class RedisLockStore implements LockStore {
    */
   private fenceCounterOf(lockKey: string): string {
     if (!this.isCluster) return this.fenceCounter;
-    return this.slotCounters.nameFor(clusterSlot(lockKey)) ?? `${lockKey}:fence`;
+    return this.slotCounters.nameFor(clusterSlot(lockKey)) ?? siblingKey(lockKey, 'fence');
   }
 
   /**
@@ -629,27 +629,27 @@ export class RedisLockStore implements LockStore {
    * for K are above it and written back to it (a rolling deploy; see the README on retiring it).
    */
   private legacyFenceKey(key: string): string {
-    return `${this.lockKey(key)}:fence`;
+    return siblingKey(this.lockKey(key), 'fence');
   }
 
   /** A semaphore's holders: tokens scored by lease expiry (Redis time). */
   private permitsKey(key: string): string {
-    return `${this.lockKey(key)}:permits`;
+    return siblingKey(this.lockKey(key), 'permits');
   }
 
   /** Readers of a read-write lock: tokens scored by lease expiry (Redis time). */
   private readersKey(key: string): string {
-    return `${this.lockKey(key)}:readers`;
+    return siblingKey(this.lockKey(key), 'readers');
   }
 
   /** Exists while a writer waits for readers to leave: new readers then queue behind it. */
   private writerWaitingKey(key: string): string {
-    return `${this.lockKey(key)}:writer-waiting`;
+    return siblingKey(this.lockKey(key), 'writer-waiting');
   }
 
   /** Exists while someone waits for the key, so its release is announced. */
   private wantedKey(key: string): string {
-    return `${this.lockKey(key)}:wanted`;
+    return siblingKey(this.lockKey(key), 'wanted');
   }
 
   /** Connections we open report errors through the Nest logger instead of ioredis' console fallback. */
@@ -676,6 +676,14 @@ export class RedisLockStore implements LockStore {
 export function lockKeyOf(prefix: string, key: string): string {
   if (!key.startsWith('}')) return `${prefix}{${key}}`;
   return `${prefix}~{${key.replace(/%/g, '%25').replace(/\}/g, '%7D')}}`;
+}
+
+/** What a key kept beside a lock key holds: its name is `<lock key>:<sibling>`. */
+type Sibling = 'fence' | 'wanted' | 'readers' | 'writer-waiting' | 'permits' | 'queue' | 'waiting' | 'queued-by';
+
+/** A key beside a lock key: the same hash tag, so the same Cluster slot. One spelling of every name. */
+function siblingKey(lockKey: string, sibling: Sibling): string {
+  return `${lockKey}:${sibling}`;
 }
 
 /** The hash beside a permits or readers set that keeps each hold's fence (and a semaphore's limit). */
