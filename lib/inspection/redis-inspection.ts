@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { clusterSlot, SlotCounters } from '../stores/cluster-slot.js';
-import { lockKeyOf } from '../stores/redis.store.js';
+import { holdsOf, lockKeyOf, permitQueueKeysOf, siblingKey } from '../stores/redis.store.js';
 import { globMatcher, heldUserKeyOf, scanPattern } from './key-layout.js';
 import {
   instanceRecordKey,
@@ -20,19 +20,22 @@ type Client = Redis | Cluster;
  * counter its fences come from (see the store's fenceCounterOf), and the permit waiters' presence.
  */
 function keysOf(prefix: string, key: string, counterOf: (lockKey: string) => string): string[] {
+  // The store's own names for them (one spelling), so inspection can never read a key the store does not write.
   const lock = lockKeyOf(prefix, key);
+  const permits = siblingKey(lock, 'permits');
+  const readers = siblingKey(lock, 'readers');
   return [
     lock,
-    `${lock}:fence`,
-    `${lock}:permits`,
-    `${lock}:permits:holds`,
-    `${lock}:readers`,
-    `${lock}:readers:holds`,
-    `${lock}:writer-waiting`,
-    `${lock}:wanted`,
-    `${lock}:waiting`,
+    siblingKey(lock, 'fence'),
+    permits,
+    holdsOf(permits),
+    readers,
+    holdsOf(readers),
+    siblingKey(lock, 'writer-waiting'),
+    siblingKey(lock, 'wanted'),
+    siblingKey(lock, 'waiting'),
     counterOf(lock),
-    `${lock}:permits:waiting`,
+    permitQueueKeysOf(permits)[1],
   ];
 }
 

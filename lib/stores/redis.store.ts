@@ -277,8 +277,7 @@ export class RedisLockStore implements LockStore {
 
   /** Queue, presence and queued-by of permit waiters (apart from the exclusive lock's queue). */
   private permitQueueKeys(key: string): [string, string, string] {
-    const set = this.permitsKey(key);
-    return [`${set}:queue`, `${set}:waiting`, `${set}:queued-by`];
+    return permitQueueKeysOf(this.permitsKey(key));
   }
 
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
@@ -679,16 +678,21 @@ export function lockKeyOf(prefix: string, key: string): string {
 }
 
 /** What a key kept beside a lock key holds: its name is `<lock key>:<sibling>`. */
-type Sibling = 'fence' | 'wanted' | 'readers' | 'writer-waiting' | 'permits' | 'queue' | 'waiting' | 'queued-by';
+export type Sibling = 'fence' | 'wanted' | 'readers' | 'writer-waiting' | 'permits' | 'queue' | 'waiting' | 'queued-by';
 
 /** A key beside a lock key: the same hash tag, so the same Cluster slot. One spelling of every name. */
-function siblingKey(lockKey: string, sibling: Sibling): string {
+export function siblingKey(lockKey: string, sibling: Sibling): string {
   return `${lockKey}:${sibling}`;
 }
 
 /** The hash beside a permits or readers set that keeps each hold's fence (and a semaphore's limit). */
-function holdsOf(setKey: string): string {
+export function holdsOf(setKey: string): string {
   return `${setKey}:holds`;
+}
+
+/** Queue, presence and queued-by of a key's permit waiters, beside its permits set (apart from the exclusive lock's queue). */
+export function permitQueueKeysOf(permitsKey: string): [queue: string, waiting: string, queuedBy: string] {
+  return [`${permitsKey}:queue`, `${permitsKey}:waiting`, `${permitsKey}:queued-by`];
 }
 
 /**
