@@ -96,6 +96,10 @@ describe('review regressions on a single Redis', () => {
       const attempt = slow.locks.acquire('review:slow', { ttl: 300 });
       await expect(attempt).rejects.toBeInstanceOf(LockUnavailableError);
       await expect(attempt).rejects.toThrow(/lease had already run out/);
+      // The safety checker reads these figures from the cause (not from the message's wording).
+      const { cause } = (await attempt.catch((error: unknown) => error)) as { cause: { name: string; ttl: number; tookMs: number } };
+      expect(cause).toMatchObject({ name: 'LeaseRanOutError', ttl: 300 });
+      expect(cause.tookMs).toBeGreaterThanOrEqual(300);
       // Another app gets the key: the late grant was given back or has expired.
       await eventually(async () => {
         const lock = await appB.locks.tryAcquire('review:slow');

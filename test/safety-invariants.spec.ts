@@ -1,4 +1,4 @@
-import { check, type HistoryEvent } from './safety/invariants.js';
+import { check, type ErrorInfo, type HistoryEvent } from './safety/invariants.js';
 
 // The checker's own rules, on hand-made histories: a rule that accepted too much would hide bugs.
 
@@ -7,11 +7,12 @@ const violationsOf = (invariant: number, events: HistoryEvent[]) =>
   check(events, { topology: 'single', agreedPermits: new Map() }).violations.filter((v) => v.invariant === invariant);
 
 describe('safety checker, invariant 7: a refused late reply', () => {
-  const lateReply = (answeredMs: number, leaseMs: number) => ({
+  const lateReply = (answeredMs: number, leaseMs: number): ErrorInfo => ({
     name: 'LockUnavailableError',
     message: `Lock "k" could not be taken: Redis answered ${answeredMs} ms after the attempt was sent, after its ${leaseMs} ms lease had already run out; raise "ttl" well above your Redis round-trip time`,
+    lateReply: { ttl: leaseMs, tookMs: answeredMs },
   });
-  const history = (callMs: number, error: { name: string; message: string }): HistoryEvent[] => [
+  const history = (callMs: number, error: ErrorInfo): HistoryEvent[] => [
     { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 300, wait: 0, t: 1_000 },
     { ev: 'end', id: '1.1', t: 1_000 + callMs, result: 'error', error },
   ];
@@ -27,6 +28,11 @@ describe('safety checker, invariant 7: a refused late reply', () => {
 
   it('flags it when the reply it names came back within the lease', () => {
     expect(invariant7(history(400, lateReply(250, 300)))).toHaveLength(1);
+  });
+
+  it('goes by the figures the library gave, not by the message: the same words without them are flagged', () => {
+    const { lateReply: _figures, ...wordsOnly } = lateReply(390, 300);
+    expect(invariant7(history(400, wordsOnly))).toHaveLength(1);
   });
 
   it('flags any other unavailable error with no fault to explain it', () => {

@@ -16,6 +16,8 @@ export interface ErrorInfo {
   message: string;
   cause?: string;
   abort?: boolean;
+  /** Set when the cause is the library's LeaseRanOutError: the lease and how long the reply took, in ms. */
+  lateReply?: { ttl: number; tookMs: number };
 }
 
 export type HistoryEvent =
@@ -402,9 +404,8 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
    * the lease: a gate that refused replies which came back in time would still be flagged.
    */
   const lateReplyObserved = (error: ErrorInfo, start: number, end: number) => {
-    const late = /Redis answered (\d+) ms after the attempt was sent, after its (\d+) ms lease had already run out/.exec(error.message);
-    if (!late) return false;
-    const [answeredMs, leaseMs] = [Number(late[1]), Number(late[2])];
+    if (!error.lateReply) return false;
+    const { ttl: leaseMs, tookMs: answeredMs } = error.lateReply;
     return answeredMs >= leaseMs && end - start >= answeredMs - EPS;
   };
   for (const call of calls) {
