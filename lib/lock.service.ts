@@ -360,6 +360,13 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
      * later runs after that release (same connection, in order), and so does any grant from its entry.
      */
     let sentBeforeGiveBack = 0;
+    /**
+     * The last give-back of this token's hold, until it has run in Redis. No attempt is sent before
+     * it settles: an attempt carries the same token, and a give-back that Redis runs after it (ioredis
+     * re-sends a script Redis answered NOSCRIPT to, after whatever was sent meanwhile) would delete
+     * the hold that attempt just granted.
+     */
+    let givingBack: Promise<void> | undefined;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
     // holder's release announce itself.
     const intent: WaitIntent = {
@@ -398,21 +405,27 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         if (handed && handedSentAt !== undefined) {
           grant = { fences: [handed.fence], leaseStart: handedSentAt };
         } else {
+          if (givingBack) {
+            try {
+              await withTimeout(givingBack, Math.max(deadline - monotonicNow(), MIN_CALL_TIMEOUT_MS));
+            } catch (error) {
+              throw new LockUnavailableError(MESSAGES.unavailable(keys, 'acquire'), { cause: error });
+            }
+            givingBack = undefined;
+          }
           const sentAt = monotonicNow();
           if (queued) {
             queued.attempt += 1;
             sentAtOfAttempt?.set(queued.attempt, sentAt);
           }
           let outcome: AcquireOutcome | undefined;
+          const attempt = this.store.acquire(keys, token, call.ttl, intent);
           try {
-            outcome = await withTimeout(
-              this.store.acquire(keys, token, call.ttl, intent),
-              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
-            );
+            outcome = await withTimeout(attempt, Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
           } catch (error) {
             failure = error;
-            // The attempt may still run after we gave up on it: queue a release behind it.
-            this.releaseQuietly(keys, token, shape);
+            // The attempt may still run after we gave up on it: give back what it may take, after it.
+            givingBack = this.giveBack(keys, token, shape, attempt);
             sentBeforeGiveBack = queued?.attempt ?? 0;
           }
           if (outcome?.acquired) {
@@ -428,12 +441,13 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           // Most stores have nothing to confirm: then the gate decides without a turn of the event loop.
           const confirming = this.store.confirmGrant?.(keys, token, shape, call.ttl);
           const refused = confirming && (await this.confirmation(confirming, grant.leaseStart, call.ttl, deadline));
-          failure = this.admit(keys, token, grant.leaseStart, call, shape, refused);
+          failure = this.admit(grant.leaseStart, call, refused);
           if (failure === undefined) {
             acquired = true;
             return this.holdLease(keys, token, grant.fences, call, grant.leaseStart, shape, start);
           }
-          sentBeforeGiveBack = queued?.attempt ?? 0; // admit gave the hold back
+          givingBack = this.giveBack(keys, token, shape);
+          sentBeforeGiveBack = queued?.attempt ?? 0;
           // Not held after all: an attempt that failed, retried within the wait.
         }
         if (busy && waiter?.granted !== undefined) continue; // handed over while we were asking
@@ -480,16 +494,25 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
    * attempt, handed over by a fair release, granted by a Redlock quorum): the store's own
    * confirmation (e.g. `waitForReplicas`; `refused` is why it failed, see {@link confirmation}),
    * then the clock. A lease whose reply came back after it had already run out (counted from when
-   * the attempt was sent) is a loss, not a hold. Returns why the grant does not count (the lock is
-   * then given back), or undefined when it does.
+   * the attempt was sent) is a loss, not a hold. Returns why the grant does not count (the caller
+   * then gives the lock back), or undefined when it does.
    */
-  private admit(keys: string[], token: string, leaseStart: number, call: ResolvedCallOptions, shape: LeaseShape, refused: unknown): unknown {
-    let failure = refused;
-    if (failure === undefined && monotonicNow() >= leaseStart + call.ttl - driftAllowance(call.ttl)) {
-      failure = new LeaseRanOutError(call.ttl, Math.round(monotonicNow() - leaseStart));
+  private admit(leaseStart: number, call: ResolvedCallOptions, refused: unknown): unknown {
+    if (refused !== undefined) return refused;
+    if (monotonicNow() >= leaseStart + call.ttl - driftAllowance(call.ttl)) {
+      return new LeaseRanOutError(call.ttl, Math.round(monotonicNow() - leaseStart));
     }
-    if (failure !== undefined) this.releaseQuietly(keys, token, shape);
-    return failure;
+    return undefined;
+  }
+
+  /**
+   * Gives back whatever this token holds on `keys`, once `after` (an attempt we stopped waiting
+   * for, which may still run) has settled, so the release runs after it, re-sends included. Settles
+   * when the release has run in Redis or failed; never rejects.
+   */
+  private giveBack(keys: readonly string[], token: string, shape: LeaseShape, after?: Promise<unknown>): Promise<void> {
+    const release = (): Promise<void> => this.store.release(keys, token, shape).then(noop, noop);
+    return after ? after.then(release, release) : release();
   }
 
   /** Waits for the store's confirmation of a grant, bounded by the lease and the wait: why it failed, or undefined. */
@@ -625,3 +648,5 @@ interface Taken {
   lock: Lock;
   leaseOfKey: Lease[];
 }
+
+function noop(): void {}

@@ -14,6 +14,7 @@ import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { watchProcessFailures } from './support/process-failures.js';
 import { ownerOf } from './support/lock-value.js';
+import { QUEUED_ACQUIRE_SCRIPT } from '../lib/stores/redis-scripts.js';
 
 /** The library's shortest bound on one Redis call, even for `wait: 0` (README, "Deadlines"). */
 const MIN_CALL_MS = 1_000;
@@ -280,6 +281,56 @@ describe('network faults', () => {
       await settleRejections();
     } finally {
       failures.stop();
+      await app.close();
+      await proxy.close();
+      await closeClient(redis);
+      await server.stop();
+    }
+    expect(failures.unhandledRejections).toEqual([]);
+    expect(failures.uncaughtExceptions).toEqual([]);
+  }, 60_000);
+
+  it('a grant refused as late is given back before the next attempt runs, even when Redis lost the release script (NOSCRIPT) but not the acquire script', async () => {
+    // The give-back and the retry both carry the caller's token. Were the retry sent while the
+    // give-back was still unsettled, ioredis's NOSCRIPT fallback could re-send the give-back after
+    // the retry had run, deleting the hold the retry just granted: a "held" lock nobody holds.
+    const failures = watchProcessFailures();
+    const server = await RedisServer.start();
+    const proxy = await TcpProxy.start(server.port);
+    const redis = server.client();
+    const app = await startLockApp({ redis: { host: HOST, port: proxy.port }, wait: 0 });
+    const other = await startLockApp({ redis: { host: HOST, port: server.port }, wait: 0 });
+    try {
+      const key = 'noscript:give-back';
+      const lockKey = `lock:{${key}}`;
+      const ttl = 1_000;
+      // Both scripts used once on the app's connection: from now on ioredis sends them by SHA.
+      await (await app.locks.acquire(key, { ttl, wait: 5_000 })).release();
+
+      // The first attempt's grant comes back after its lease ran out, so it is refused and given back.
+      proxy.setLatency(1_300, 'toClient');
+      const attempt = track(() => app.locks.acquire(key, { ttl, wait: 10_000 }));
+      await eventually(async () => (await redis.exists(lockKey)) === 1, 5_000, 'the first attempt to run');
+      // Redis loses every script (a restart or failover does this), and another client brings back
+      // the acquire script only: the give-back (release script) meets NOSCRIPT, the retry does not.
+      await redis.script('FLUSH');
+      await redis.script('LOAD', QUEUED_ACQUIRE_SCRIPT);
+      // Replies are delayed less now, but still past the retry's send: the NOSCRIPT reply of the
+      // give-back reaches the app after the retry has been sent.
+      proxy.setLatency(400, 'toClient');
+      const outcome = await attempt;
+      expect(kindOf(outcome)).toBe('Lock');
+      const lock = outcome.value as Lock;
+      // Held means held in Redis, by this token, and nobody else gets in.
+      expect(ownerOf(await redis.get(lockKey))).toBe(lock.token);
+      expect(await other.locks.tryAcquire(key)).toBeNull();
+      proxy.setLatency(0);
+      await lock.release();
+      await settleRejections();
+    } finally {
+      failures.stop();
+      proxy.setLatency(0);
+      await other.close();
       await app.close();
       await proxy.close();
       await closeClient(redis);
