@@ -4,7 +4,10 @@ import { LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
-import { RAISE_FENCES_SCRIPT } from '../lib/stores/redis-scripts.js';
+import { ACQUIRE_SCRIPT, RAISE_FENCES_SCRIPT } from '../lib/stores/redis-scripts.js';
+import { RedlockStore } from '../lib/stores/redlock.store.js';
+import { newOwnerToken } from '../lib/owner-token.js';
+import { TcpProxy } from './support/tcp-proxy.js';
 
 describe('Redlock over three independent masters', () => {
   let masters: RedisServer[];
@@ -166,4 +169,51 @@ describe('Redlock over three independent masters', () => {
     expect(String(await aborted(lock.signal))).toContain('rl:lose');
     await lock.release();
   });
+});
+
+describe('Redlock: a release that meets NOSCRIPT on one master', () => {
+  afterAll(async () => {
+    await stopAllRedisServers();
+  });
+
+  it("still runs there before the same token's next attempt, so that master keeps the hold the attempt took", async () => {
+    const masters = await RedisServer.startMany(3);
+    const proxy = await TcpProxy.start(masters[0].port);
+    const admins = masters.map((m) => m.client());
+    const store = RedlockStore.create(
+      [{ host: masters[0].host, port: proxy.port }, ...masters.slice(1).map((m) => ({ host: m.host, port: m.port }))],
+      'lock:',
+    );
+    const key = 'rl:noscript';
+    const onMaster0 = async () => ownerOf(await admins[0].get(`lock:{${key}}`));
+    const intent = { announceFor: 0, mode: undefined } as const;
+    try {
+      // Both scripts used once on every connection: from now on ioredis sends them by SHA.
+      const warm = newOwnerToken();
+      expect((await store.acquire([key], warm, 10_000, intent)).acquired).toBe(true);
+      await store.release([key], warm);
+      const token = newOwnerToken();
+      expect((await store.acquire([key], token, 10_000, intent)).acquired).toBe(true);
+      await eventually(async () => (await onMaster0()) === token, 10_000, 'master 0 to hold the lock');
+      // Master 0 loses its scripts (a restart or failover does this); another client brings back
+      // the acquire script only. Its replies are slow, so the release's NOSCRIPT comes back late.
+      await admins[0].script('FLUSH');
+      await admins[0].script('LOAD', ACQUIRE_SCRIPT);
+      proxy.setLatency(300, 'toClient');
+      await store.release([key], token); // decided by masters 1 and 2; master 0's is still under way
+      const again = await store.acquire([key], token, 10_000, intent);
+      expect(again.acquired).toBe(true);
+      // Once every reply is in, master 0 holds the lock of the second attempt (which ran after the
+      // release, re-send included), not nothing: its release was not run after the attempt.
+      proxy.setLatency(0);
+      await eventually(async () => (await onMaster0()) === token, 10_000, 'master 0 to hold the second attempt\'s lock');
+      await new Promise((resolve) => setTimeout(resolve, 1_000)); // a late re-sent release would land by now
+      expect(await onMaster0()).toBe(token);
+      await store.release([key], token);
+    } finally {
+      await store.close();
+      await proxy.close();
+      await Promise.all(admins.map((c) => c.quit().catch(() => undefined)));
+    }
+  }, 60_000);
 });

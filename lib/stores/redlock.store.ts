@@ -6,6 +6,8 @@ import { RedisLockStore } from './redis.store.js';
 
 /** How many releases to remember, to pass each on once although every master announces it. */
 const SEEN_RELEASES_LIMIT = 10_000;
+/** How many tokens' releases to keep ordering attempts behind (oldest forgotten first). */
+const RELEASING_LIMIT = 10_000;
 
 /**
  * Redlock: one lock over N independent masters (N >= 3), held when a majority took it within the
@@ -20,6 +22,13 @@ const SEEN_RELEASES_LIMIT = 10_000;
 export class RedlockStore implements LockStore {
   readonly quorum: number;
   private readonly seenReleases = new Set<string>();
+  /**
+   * Per token, on each master, its last release there until that has run. A later attempt of the
+   * token waits for it on that master: the attempt carries the same token, and a release Redis runs
+   * after it (ioredis re-sends a script Redis answered NOSCRIPT to, after whatever was sent
+   * meanwhile) would delete the hold the attempt was just granted there.
+   */
+  private readonly releasing = new Map<string, Array<Promise<void>>>();
 
   private constructor(private readonly masters: RedisLockStore[]) {
     this.quorum = Math.floor(masters.length / 2) + 1;
@@ -40,8 +49,12 @@ export class RedlockStore implements LockStore {
     const masterIntent: WaitIntent = intent.queue ? { ...intent, queue: undefined } : intent;
     // Decided as soon as the answer is known: a quorum granted, or too many masters said busy or
     // failed for a quorum to remain. Slower masters are not waited for.
+    const releasing = this.releasing.get(token);
+    /** Each master's attempt, for the give-back below to follow. */
+    const attempts: Array<Promise<AcquireOutcome> | undefined> = this.masters.map(() => undefined);
     const replies = await this.onMasters(
-      (master) => master.acquire(keys, token, ttl, masterIntent),
+      (master, i) =>
+        (attempts[i] = releasing ? releasing[i].then(() => master.acquire(keys, token, ttl, masterIntent)) : master.acquire(keys, token, ttl, masterIntent)),
       perMasterBound(ttl),
       (answers) => this.count(answers, isGranted) >= this.quorum || this.count(answers, (a) => a !== undefined && !isGranted(a)) > this.masters.length - this.quorum,
     );
@@ -63,8 +76,9 @@ export class RedlockStore implements LockStore {
       if (this.count(raised, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum) return { acquired: true, fences };
     }
     // Not held: give back what we took everywhere, including masters whose answer we did not wait
-    // for (each connection runs our release after our attempt). Nobody needs to wait for that.
-    this.release(keys, token).catch(() => undefined);
+    // for, each after our attempt there has settled (re-sends included). Nobody needs to wait for
+    // that here; our next attempt on a master waits for the give-back there.
+    this.releaseOnMasters(keys, token, attempts);
     const failures = replies.filter((reply): reply is Error => reply instanceof Error);
     if (granted.length < this.quorum && failures.length > this.masters.length - this.quorum) {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
@@ -104,7 +118,8 @@ export class RedlockStore implements LockStore {
    * answer), while the rest finish in the background.
    */
   async release(keys: readonly string[], token: string): Promise<number> {
-    const replies = await this.onMasters((master) => master.release(keys, token), 1_000, (answers) =>
+    const releases = this.releaseOnMasters(keys, token);
+    const replies = await this.onMasters((_, i) => releases[i] ?? Promise.reject(new Error('skipped: disconnected')), 1_000, (answers) =>
       this.count(answers, (answer) => answer !== undefined && !(answer instanceof Error)) >= this.quorum,
     );
     return Math.max(0, ...replies.map((reply) => (reply === undefined || reply instanceof Error ? 0 : reply)));
@@ -171,8 +186,32 @@ export class RedlockStore implements LockStore {
    * reconnects it. One that hangs with its connection open costs its bound only where its answer
    * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
    */
+  /**
+   * Releases `token` on every master (after its attempt there, where `after` names one; a master
+   * with neither is skipped while disconnected), remembering each release until it has run.
+   * Returns each master's release, undefined where skipped.
+   */
+  private releaseOnMasters(keys: readonly string[], token: string, after?: ReadonlyArray<Promise<unknown> | undefined>): Array<Promise<number> | undefined> {
+    const releases = this.masters.map((master, i) => {
+      const attempt = after?.[i];
+      if (attempt) {
+        const release = (): Promise<number> => master.release(keys, token);
+        return attempt.then(release, release);
+      }
+      return master.disconnected ? undefined : master.release(keys, token);
+    });
+    const settled = releases.map((release) => (release ?? Promise.resolve()).then(noop, noop));
+    this.releasing.delete(token);
+    this.releasing.set(token, settled);
+    if (this.releasing.size > RELEASING_LIMIT) this.releasing.delete(this.releasing.keys().next().value as string);
+    void Promise.all(settled).then(() => {
+      if (this.releasing.get(token) === settled) this.releasing.delete(token);
+    });
+    return releases;
+  }
+
   private onMasters<T>(
-    call: (master: RedisLockStore) => Promise<T>,
+    call: (master: RedisLockStore, index: number) => Promise<T>,
     boundMs: number,
     decided: (answers: ReadonlyArray<T | Error | undefined>) => boolean = () => false,
   ): Promise<Array<T | Error | undefined>> {
@@ -194,7 +233,7 @@ export class RedlockStore implements LockStore {
           settle(i, new Error('Redlock master is disconnected; skipped until ioredis reconnects it'));
           return;
         }
-        withTimeout(call(master), boundMs).then(
+        withTimeout(call(master, i), boundMs).then(
           (answer) => settle(i, answer),
           (error: unknown) => settle(i, error instanceof Error ? error : new Error(String(error))),
         );
@@ -222,3 +261,5 @@ function perMasterBound(ttl: number): number {
 function isGranted(reply: AcquireOutcome | Error | undefined): reply is Extract<AcquireOutcome, { acquired: true }> {
   return reply !== undefined && !(reply instanceof Error) && reply.acquired;
 }
+
+function noop(): void {}
