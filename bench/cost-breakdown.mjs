@@ -174,9 +174,11 @@ function processCpuMicros(pid) {
 }
 
 /**
- * Runs every entry of `runs` (name → async one-call function of a fresh key) for PAIRS calls per
- * round, ROUNDS rounds, rotating who goes first; per entry the median over rounds of: round-trip
- * p50 (µs), Redis CPU per call and this process's CPU per call (µs).
+ * Runs every entry of `runs` for PAIRS calls per round, ROUNDS rounds, rotating who goes first;
+ * per entry the median over rounds of: round-trip p50 (µs), Redis CPU per call and this process's
+ * CPU per call (µs). An entry takes a fresh key and prepares its call (a replay builds its
+ * arguments then), returning a function that makes it: preparing is done for the whole round
+ * before anything is timed, so neither figure counts it.
  */
 async function rotatingRounds(runs, redisPid) {
   const names = Object.keys(runs);
@@ -185,12 +187,12 @@ async function rotatingRounds(runs, redisPid) {
   for (let round = 0; round < ROUNDS; round++) {
     for (const name of [...names.slice(round % names.length), ...names.slice(0, round % names.length)]) {
       const latencies = new Float64Array(PAIRS);
+      const calls = Array.from({ length: PAIRS }, () => runs[name](`e:${seq++}:${randomBytes(6).toString('hex')}`));
       const redis0 = processCpuMicros(redisPid);
       const node0 = process.cpuUsage();
       for (let i = 0; i < PAIRS; i++) {
-        const key = `e:${seq++}:${randomBytes(6).toString('hex')}`;
         const start = performance.now();
-        await runs[name](key);
+        await calls[i]();
         latencies[i] = (performance.now() - start) * 1000;
       }
       const node = process.cpuUsage(node0);
@@ -226,16 +228,20 @@ async function capturePair(lib, key) {
  */
 function replayer(client, captured, key) {
   const tokenLike = (arg) => /^[0-9a-f-]{32,}$/.test(arg);
-  return async (newKey) => {
+  return (newKey) => {
     const fresh = new Map();
     const swap = (arg) => {
       if (!fresh.has(arg)) fresh.set(arg, randomBytes(arg.length).toString('hex').slice(0, arg.length));
       return fresh.get(arg);
     };
-    for (const [name, args] of captured) {
-      // An EVALSHA's first argument is the script's SHA-1, which looks like a token: kept as is.
-      await client.call(name, ...args.map((a, i) => ((name !== 'evalsha' || i > 0) && tokenLike(a) ? swap(a) : a.replaceAll(key, newKey))));
-    }
+    // An EVALSHA's first argument is the script's SHA-1, which looks like a token: kept as is.
+    const commands = captured.map(([name, args]) => [
+      name,
+      args.map((a, i) => ((name !== 'evalsha' || i > 0) && tokenLike(a) ? swap(a) : a.replaceAll(key, newKey))),
+    ]);
+    return async () => {
+      for (const [name, args] of commands) await client.call(name, ...args);
+    };
   };
 }
 
@@ -307,11 +313,11 @@ async function main() {
       out.push('', `## 3. End to end, one call at a time (rotating rounds; medians of ${ROUNDS} rounds of ${PAIRS.toLocaleString('en-US')})`, '');
       out.push('Each library, and the commands it sends replayed on a bare ioredis client (same scripts, same argument shapes):', '');
       const pairRuns = {};
-      const callRuns = { PING: () => bare.ping(), 'SET NX PX': (key) => bare.set(key, 'x', 'PX', 30000, 'NX') };
+      const callRuns = { PING: () => () => bare.ping(), 'SET NX PX': (key) => () => bare.set(key, 'x', 'PX', 30000, 'NX') };
       for (const [name, lib] of Object.entries(libraries)) {
         const captureKey = `capture${name.replace(/[^a-z]/g, '')}`;
         const captured = await capturePair(lib, captureKey);
-        pairRuns[`${name}`] = async (key) => lib.release(await lib.acquire(key));
+        pairRuns[`${name}`] = (key) => async () => lib.release(await lib.acquire(key));
         pairRuns[`${name}'s commands, replayed`] = replayer(bare, captured, captureKey);
         // Each of its calls alone (a release replayed alone finds no lock: the compare fails early).
         captured.forEach((call, i) => {
@@ -326,8 +332,11 @@ async function main() {
       out.push('', 'Single calls on the bare client (a fresh key each): the libraries\' calls, and the reference scripts of section 1:', '');
       for (const [label, { lua, keys, args }] of Object.entries(REFERENCE)) {
         const sha = await bare.script('LOAD', lua);
-        callRuns[label] = (key) =>
-          bare.evalsha(sha, keys, ...Array.from({ length: keys }, (_, k) => (k === 0 ? `{${key}}` : k === 1 ? 'ref:fences' : `{${key}}:${k}`)), ...Array.from({ length: args }, (_, k) => (k === 1 ? '30000' : 'a'.repeat(60))));
+        callRuns[label] = (key) => {
+          const keyArgs = Array.from({ length: keys }, (_, k) => (k === 0 ? `{${key}}` : k === 1 ? 'ref:fences' : `{${key}}:${k}`));
+          const argv = Array.from({ length: args }, (_, k) => (k === 1 ? '30000' : 'a'.repeat(60)));
+          return () => bare.evalsha(sha, keys, ...keyArgs, ...argv);
+        };
       }
       out.push('| call | p50 µs | Redis CPU µs | this process\'s CPU µs |', '|---|---:|---:|---:|');
       for (const [name, r] of Object.entries(await rotatingRounds(callRuns, redisPid))) {
