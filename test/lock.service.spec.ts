@@ -43,6 +43,33 @@ describe('LockService on one Redis', () => {
     expect(await redis.exists('lock:{order:1}')).toBe(0);
   });
 
+  it("works through an ioredis client with its own keyPrefix: every key of the lock carries it, and apps sharing it exclude each other and hand over", async () => {
+    const connection = { host: server.host, port: server.port, keyPrefix: 'app1:' };
+    const first = await startLockApp({ redis: connection, wait: 0 });
+    const second = await startLockApp({ redis: connection, wait: 0 });
+    try {
+      const lock = await first.locks.acquire('order:prefixed');
+      expect(ownerOf(await redis.get('app1:lock:{order:prefixed}'))).toBe(lock.token);
+      expect(await redis.exists('lock:{order:prefixed}')).toBe(0);
+      expect(await second.locks.tryAcquire('order:prefixed')).toBeNull();
+      // Another prefix is another namespace.
+      const unprefixed = await appA.locks.acquire('order:prefixed');
+      await unprefixed.release();
+      const waiting = second.locks.acquire('order:prefixed', { wait: 10_000 });
+      await lock.release();
+      const next = await waiting;
+      expect(next.fence).toBeGreaterThan(lock.fence);
+      expect(ownerOf(await redis.get('app1:lock:{order:prefixed}'))).toBe(next.token);
+      await next.release();
+      expect(await redis.exists('app1:lock:{order:prefixed}')).toBe(0);
+      // What is left (the "wanted" marker of the wait) expires by itself.
+      for (const key of await redis.keys('app1:lock:{order:prefixed}*')) expect(await redis.pttl(key)).toBeGreaterThan(0);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it('gives every acquisition its own token', async () => {
     const first = await appA.locks.acquire('token:1');
     await first.release();
