@@ -361,10 +361,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
      */
     let sentBeforeGiveBack = 0;
     /**
-     * The last give-back of this token's hold, until it has run in Redis. No attempt is sent before
-     * it settles: an attempt carries the same token, and a give-back that Redis runs after it (ioredis
-     * re-sends a script Redis answered NOSCRIPT to, after whatever was sent meanwhile) would delete
-     * the hold that attempt just granted.
+     * This token's give-backs, until they have run in Redis. No attempt is sent before they settle:
+     * an attempt carries the same token, and a give-back that Redis runs after it (ioredis re-sends
+     * a script Redis answered NOSCRIPT to, after whatever was sent meanwhile) would delete the hold
+     * that attempt was just granted.
      */
     let givingBack: Promise<void> | undefined;
     // A waiter tries again at least every 1.25 poll intervals, refreshing the mark that makes the
@@ -419,13 +419,15 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
             sentAtOfAttempt?.set(queued.attempt, sentAt);
           }
           let outcome: AcquireOutcome | undefined;
-          const attempt = this.store.acquire(keys, token, call.ttl, intent);
           try {
-            outcome = await withTimeout(attempt, Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
+            outcome = await withTimeout(
+              this.store.acquire(keys, token, call.ttl, intent),
+              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
+            );
           } catch (error) {
             failure = error;
-            // The attempt may still run after we gave up on it: give back what it may take, after it.
-            givingBack = this.giveBack(keys, token, shape, attempt);
+            // The attempt may still run after we gave up on it: queue a release behind it.
+            givingBack = this.giveBack(keys, token, shape, givingBack);
             sentBeforeGiveBack = queued?.attempt ?? 0;
           }
           if (outcome?.acquired) {
@@ -446,7 +448,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
             acquired = true;
             return this.holdLease(keys, token, grant.fences, call, grant.leaseStart, shape, start);
           }
-          givingBack = this.giveBack(keys, token, shape);
+          givingBack = this.giveBack(keys, token, shape, givingBack);
           sentBeforeGiveBack = queued?.attempt ?? 0;
           // Not held after all: an attempt that failed, retried within the wait.
         }
@@ -506,13 +508,13 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   }
 
   /**
-   * Gives back whatever this token holds on `keys`, once `after` (an attempt we stopped waiting
-   * for, which may still run) has settled, so the release runs after it, re-sends included. Settles
-   * when the release has run in Redis or failed; never rejects.
+   * Gives back whatever this token holds on `keys`: a release sent now (on the connection, behind
+   * the attempt it follows). Settles when it and `pending` (an earlier give-back still under way)
+   * have run in Redis or failed for good; never rejects.
    */
-  private giveBack(keys: readonly string[], token: string, shape: LeaseShape, after?: Promise<unknown>): Promise<void> {
-    const release = (): Promise<void> => this.store.release(keys, token, shape).then(noop, noop);
-    return after ? after.then(release, release) : release();
+  private giveBack(keys: readonly string[], token: string, shape: LeaseShape, pending: Promise<void> | undefined): Promise<void> {
+    const release = this.store.release(keys, token, shape).then(noop, noop);
+    return pending ? Promise.all([pending, release]).then(noop) : release;
   }
 
   /** Waits for the store's confirmation of a grant, bounded by the lease and the wait: why it failed, or undefined. */

@@ -23,9 +23,9 @@ export class RedlockStore implements LockStore {
   readonly quorum: number;
   private readonly seenReleases = new Set<string>();
   /**
-   * Per token, on each master, its last release there until that has run. A later attempt of the
-   * token waits for it on that master: the attempt carries the same token, and a release Redis runs
-   * after it (ioredis re-sends a script Redis answered NOSCRIPT to, after whatever was sent
+   * Per token, on each master, its releases there until they have run. A later attempt of the
+   * token waits for them on that master: the attempt carries the same token, and a release Redis
+   * runs after it (ioredis re-sends a script Redis answered NOSCRIPT to, after whatever was sent
    * meanwhile) would delete the hold the attempt was just granted there.
    */
   private readonly releasing = new Map<string, Array<Promise<void>>>();
@@ -50,14 +50,27 @@ export class RedlockStore implements LockStore {
     // Decided as soon as the answer is known: a quorum granted, or too many masters said busy or
     // failed for a quorum to remain. Slower masters are not waited for.
     const releasing = this.releasing.get(token);
-    /** Each master's attempt, for the give-back below to follow. */
-    const attempts: Array<Promise<AcquireOutcome> | undefined> = this.masters.map(() => undefined);
+    /** Masters this call's attempt was sent to (the give-back below goes there whatever their state). */
+    const sentTo = new Set<RedisLockStore>();
+    let decided = false;
+    const attempt = (master: RedisLockStore): Promise<AcquireOutcome> => {
+      sentTo.add(master);
+      return master.acquire(keys, token, ttl, masterIntent);
+    };
     const replies = await this.onMasters(
-      (master, i) =>
-        (attempts[i] = releasing ? releasing[i].then(() => master.acquire(keys, token, ttl, masterIntent)) : master.acquire(keys, token, ttl, masterIntent)),
+      (master, i) => {
+        const pending = releasing?.[i];
+        if (!pending) return attempt(master);
+        // Sent once this token's releases there have run; never once the call was decided without it.
+        return pending.then(() => {
+          if (decided) throw new Error('attempt not sent: decided without this master');
+          return attempt(master);
+        });
+      },
       perMasterBound(ttl),
       (answers) => this.count(answers, isGranted) >= this.quorum || this.count(answers, (a) => a !== undefined && !isGranted(a)) > this.masters.length - this.quorum,
     );
+    decided = true;
     const granted = replies.filter(isGranted);
     const validity = ttl - (monotonicNow() - start) - driftAllowance(ttl);
     if (granted.length >= this.quorum && validity > 0) {
@@ -76,9 +89,9 @@ export class RedlockStore implements LockStore {
       if (this.count(raised, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum) return { acquired: true, fences };
     }
     // Not held: give back what we took everywhere, including masters whose answer we did not wait
-    // for, each after our attempt there has settled (re-sends included). Nobody needs to wait for
-    // that here; our next attempt on a master waits for the give-back there.
-    this.releaseOnMasters(keys, token, attempts);
+    // for (each connection runs our release after our attempt). Nobody needs to wait for that here;
+    // our next attempt on a master waits for it there.
+    this.releaseOnMasters(keys, token, sentTo);
     const failures = replies.filter((reply): reply is Error => reply instanceof Error);
     if (granted.length < this.quorum && failures.length > this.masters.length - this.quorum) {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
@@ -187,20 +200,19 @@ export class RedlockStore implements LockStore {
    * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
    */
   /**
-   * Releases `token` on every master (after its attempt there, where `after` names one; a master
-   * with neither is skipped while disconnected), remembering each release until it has run.
-   * Returns each master's release, undefined where skipped.
+   * Releases `token` now on every master (one that is disconnected only if `attemptedOn` has it:
+   * the release then waits in ioredis's queue behind that attempt), remembering each release, with
+   * the token's earlier ones, until it has run. Returns each master's release, undefined where skipped.
    */
-  private releaseOnMasters(keys: readonly string[], token: string, after?: ReadonlyArray<Promise<unknown> | undefined>): Array<Promise<number> | undefined> {
-    const releases = this.masters.map((master, i) => {
-      const attempt = after?.[i];
-      if (attempt) {
-        const release = (): Promise<number> => master.release(keys, token);
-        return attempt.then(release, release);
-      }
-      return master.disconnected ? undefined : master.release(keys, token);
+  private releaseOnMasters(keys: readonly string[], token: string, attemptedOn?: ReadonlySet<RedisLockStore>): Array<Promise<number> | undefined> {
+    const releases = this.masters.map((master) =>
+      master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token),
+    );
+    const earlier = this.releasing.get(token);
+    const settled = releases.map((release, i) => {
+      const done = (release ?? Promise.resolve()).then(noop, noop);
+      return earlier ? Promise.all([earlier[i], done]).then(noop) : done;
     });
-    const settled = releases.map((release) => (release ?? Promise.resolve()).then(noop, noop));
     this.releasing.delete(token);
     this.releasing.set(token, settled);
     if (this.releasing.size > RELEASING_LIMIT) this.releasing.delete(this.releasing.keys().next().value as string);
