@@ -52,6 +52,8 @@ async function lockService(redis) {
 // 4. JavaScript only: a child process per library and setting (`--js ours|sem [--hooks]`)
 // ---------------------------------------------------------------------------------------------
 
+const RELEASE_ONE_SHA = createHash('sha1').update(scripts.RELEASE_ONE_SCRIPT).digest('hex');
+
 /** A client that answers every command at once: enough of ioredis for LockService and Mutex. */
 function instantClient() {
   let fence = 0;
@@ -63,8 +65,8 @@ function instantClient() {
     once: () => client,
     defineCommand() {},
     duplicate: () => client,
-    nestjsRedisLockQueuedAcquire: () => Promise.resolve([1, ++fence]),
-    nestjsRedisLockReleaseOne: () => Promise.resolve(1),
+    // Our scripts arrive as ioredis Command objects (built by the library, as for a real client).
+    sendCommand: (command) => Promise.resolve(command.args[0] === RELEASE_ONE_SHA ? 1 : [1, ++fence]),
     set: () => Promise.resolve('OK'),
     get: () => Promise.resolve(null),
     del: () => Promise.resolve(1),

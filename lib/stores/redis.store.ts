@@ -26,28 +26,36 @@ import {
   PERMIT_RELEASE_ONE_SCRIPT,
   PERMIT_LEAVE_SCRIPT,
 } from './redis-scripts.js';
+import { LuaScript } from './lua-script.js';
 import { coalesceWrites } from './write-coalescing.js';
 
 type Client = Redis | Cluster;
 
-/** The scripts as ioredis commands; the first argument is the number of keys. */
+/** The scripts run one call at a time (see LuaScript), made once per process. */
+const SCRIPTS = {
+  acquire: new LuaScript(ACQUIRE_SCRIPT),
+  release: new LuaScript(RELEASE_SCRIPT),
+  fairAcquire: new LuaScript(FAIR_ACQUIRE_SCRIPT),
+  fairRelease: new LuaScript(FAIR_RELEASE_SCRIPT),
+  fairLeave: new LuaScript(FAIR_LEAVE_SCRIPT),
+  raiseFences: new LuaScript(RAISE_FENCES_SCRIPT),
+  semaphoreAcquire: new LuaScript(SEMAPHORE_ACQUIRE_SCRIPT),
+  semaphoreRelease: new LuaScript(SEMAPHORE_RELEASE_SCRIPT),
+  readAcquire: new LuaScript(READ_ACQUIRE_SCRIPT),
+  queuedAcquire: new LuaScript(QUEUED_ACQUIRE_SCRIPT),
+  releaseOne: new LuaScript(RELEASE_ONE_SCRIPT),
+  queuedSemaphoreAcquire: new LuaScript(QUEUED_SEMAPHORE_ACQUIRE_SCRIPT),
+  permitReleaseOne: new LuaScript(PERMIT_RELEASE_ONE_SCRIPT),
+  permitLeave: new LuaScript(PERMIT_LEAVE_SCRIPT),
+};
+
+/**
+ * The extend scripts as ioredis commands (the first argument is the number of keys): renewals go
+ * out in pipelines, which load the scripts they use before they run. The others run as LuaScript.
+ */
 interface ScriptCommands {
-  nestjsRedisLockAcquire(numKeys: number, ...args: Array<string | number>): Promise<Array<number | string>>;
   nestjsRedisLockExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockFairAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockFairRelease(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
-  nestjsRedisLockFairLeave(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
-  nestjsRedisLockRaiseFences(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
   nestjsRedisLockSemaphoreExtend(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockSemaphoreRelease(numKeys: number, ...args: Array<string | number>): Promise<number>;
-  nestjsRedisLockReadAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockQueuedAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
-  nestjsRedisLockQueuedSemaphoreAcquire(numKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  nestjsRedisLockPermitReleaseOne(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
-  nestjsRedisLockPermitLeave(numKeys: number, ...args: Array<string | number>): Promise<number | string>;
 }
 type ScriptClient = Client & ScriptCommands;
 type ScriptPipeline = ReturnType<Client['pipeline']> & {
@@ -103,22 +111,8 @@ export class RedisLockStore implements LockStore {
     this.fenceCounter = `${settings.prefix}fences`;
     this.slotCounters = new SlotCounters(settings.prefix);
     // Idempotent: a client shared by several LockModules gets the same definitions.
-    client.defineCommand('nestjsRedisLockAcquire', { lua: ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockExtend', { lua: EXTEND_SCRIPT });
-    client.defineCommand('nestjsRedisLockRelease', { lua: RELEASE_SCRIPT });
-    client.defineCommand('nestjsRedisLockFairAcquire', { lua: FAIR_ACQUIRE_SCRIPT });
-    client.defineCommand('nestjsRedisLockFairRelease', { lua: FAIR_RELEASE_SCRIPT });
-    client.defineCommand('nestjsRedisLockFairLeave', { lua: FAIR_LEAVE_SCRIPT });
-    client.defineCommand('nestjsRedisLockRaiseFences', { lua: RAISE_FENCES_SCRIPT });
-    client.defineCommand('nestjsRedisLockSemaphoreAcquire', { lua: SEMAPHORE_ACQUIRE_SCRIPT });
     client.defineCommand('nestjsRedisLockSemaphoreExtend', { lua: SEMAPHORE_EXTEND_SCRIPT });
-    client.defineCommand('nestjsRedisLockSemaphoreRelease', { lua: SEMAPHORE_RELEASE_SCRIPT });
-    client.defineCommand('nestjsRedisLockReadAcquire', { lua: READ_ACQUIRE_SCRIPT });
-    client.defineCommand('nestjsRedisLockQueuedAcquire', { lua: QUEUED_ACQUIRE_SCRIPT });
-    client.defineCommand('nestjsRedisLockReleaseOne', { lua: RELEASE_ONE_SCRIPT });
-    client.defineCommand('nestjsRedisLockQueuedSemaphoreAcquire', { lua: QUEUED_SEMAPHORE_ACQUIRE_SCRIPT });
-    client.defineCommand('nestjsRedisLockPermitReleaseOne', { lua: PERMIT_RELEASE_ONE_SCRIPT });
-    client.defineCommand('nestjsRedisLockPermitLeave', { lua: PERMIT_LEAVE_SCRIPT });
   }
 
   static create(connection: RedisConnection | ClusterConnectionOptions, settings: RedisStoreSettings): RedisLockStore {
@@ -150,10 +144,16 @@ export class RedisLockStore implements LockStore {
     return this.client.isCluster === true;
   }
 
+  /** Runs one of the store's scripts: the number of keys, the keys, then the other arguments. */
+  private script<T>(script: LuaScript, ...args: Array<string | number>): Promise<T> {
+    return script.run<T>(this.client, args);
+  }
+
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
     if (intent.fair) {
       const key = keys[0];
-      const reply = await this.client.nestjsRedisLockFairAcquire(
+      const reply = await this.script<number[]>(
+        SCRIPTS.fairAcquire,
         10,
         ...this.fairKeys(key),
         this.readersKey(key),
@@ -210,7 +210,8 @@ export class RedisLockStore implements LockStore {
     queue: NonNullable<WaitIntent['queue']>,
   ): Promise<number[]> {
     const [lockKey, counter, queueKey, waitingKey] = this.fairKeys(key);
-    return this.client.nestjsRedisLockQueuedAcquire(
+    return this.script<number[]>(
+      SCRIPTS.queuedAcquire,
       10,
       lockKey,
       counter,
@@ -240,7 +241,8 @@ export class RedisLockStore implements LockStore {
     queue: NonNullable<WaitIntent['queue']>,
   ): Promise<number[]> {
     const set = this.permitsKey(key);
-    return this.client.nestjsRedisLockQueuedSemaphoreAcquire(
+    return this.script<number[]>(
+      SCRIPTS.queuedSemaphoreAcquire,
       11,
       set,
       holdsOf(set),
@@ -282,7 +284,8 @@ export class RedisLockStore implements LockStore {
 
   private acquireGroup(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<Array<number | string>> {
     if (intent.permits !== undefined) {
-      return this.client.nestjsRedisLockSemaphoreAcquire(
+      return this.script<number[]>(
+        SCRIPTS.semaphoreAcquire,
         keys.length * 8,
         ...keys.flatMap((key) => [
           this.permitsKey(key),
@@ -301,7 +304,8 @@ export class RedisLockStore implements LockStore {
       );
     }
     if (intent.mode === 'read') {
-      return this.client.nestjsRedisLockReadAcquire(
+      return this.script<number[]>(
+        SCRIPTS.readAcquire,
         keys.length * 8,
         ...keys.flatMap((key) => [
           this.readersKey(key),
@@ -321,7 +325,8 @@ export class RedisLockStore implements LockStore {
     if (keys.length === 1) {
       // The common case, without the intermediate arrays.
       const lockKey = this.lockKey(keys[0]);
-      return this.client.nestjsRedisLockAcquire(
+      return this.script<Array<number | string>>(
+        SCRIPTS.acquire,
         7,
         lockKey,
         this.fenceCounterOf(lockKey),
@@ -335,7 +340,8 @@ export class RedisLockStore implements LockStore {
         intent.announceFor,
       );
     }
-    return this.client.nestjsRedisLockAcquire(
+    return this.script<Array<number | string>>(
+      SCRIPTS.acquire,
       keys.length * 7,
       ...keys.flatMap((key) => [
         this.lockKey(key),
@@ -396,30 +402,30 @@ export class RedisLockStore implements LockStore {
     if (shape?.fair) {
       // Fair locks are one key each: the release hands the key straight to the first queued waiter.
       const key = keys[0];
-      return this.handedOver(await this.client.nestjsRedisLockFairRelease(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
+      return this.handedOver(await this.script<number | string>(SCRIPTS.fairRelease, 7, ...this.handoffKeys(key), token, this.releaseChannel, key));
     }
     if (keys.length === 1 && shape?.permits !== undefined) {
       // One key's permit: its release can hand the permit straight to a queued waiter.
       const key = keys[0];
-      return this.handedOver(await this.client.nestjsRedisLockPermitReleaseOne(10, ...this.permitGiveBackKeys(key), token, this.releaseChannel, key));
+      return this.handedOver(await this.script<number | string>(SCRIPTS.permitReleaseOne, 10, ...this.permitGiveBackKeys(key), token, this.releaseChannel, key));
     }
     if (heldInSortedSet(shape)) {
       const sets = keys.flatMap((key) => [...this.heldKeys(key, shape), this.wantedKey(key)]);
-      return this.client.nestjsRedisLockSemaphoreRelease(sets.length, ...sets, token, this.releaseChannel, ...keys);
+      return this.script<number>(SCRIPTS.semaphoreRelease, sets.length, ...sets, token, this.releaseChannel, ...keys);
     }
     if (keys.length === 1) {
       // One key: its release can hand the lock straight to a queued waiter.
       const key = keys[0];
-      return this.handedOver(await this.client.nestjsRedisLockReleaseOne(7, ...this.handoffKeys(key), token, this.releaseChannel, key));
+      return this.handedOver(await this.script<number | string>(SCRIPTS.releaseOne, 7, ...this.handoffKeys(key), token, this.releaseChannel, key));
     }
-    return this.client.nestjsRedisLockRelease(keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
+    return this.script<number>(SCRIPTS.release, keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
   }
 
   async leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void> {
     const reply =
       shape?.permits !== undefined
-        ? await this.client.nestjsRedisLockPermitLeave(10, ...this.permitGiveBackKeys(key), token, ttl, this.releaseChannel, key)
-        : await this.client.nestjsRedisLockFairLeave(7, ...this.handoffKeys(key), token, ttl, this.releaseChannel, key);
+        ? await this.script<number | string>(SCRIPTS.permitLeave, 10, ...this.permitGiveBackKeys(key), token, ttl, this.releaseChannel, key)
+        : await this.script<number | string>(SCRIPTS.fairLeave, 7, ...this.handoffKeys(key), token, ttl, this.releaseChannel, key);
     this.handedOver(reply);
   }
 
@@ -443,7 +449,8 @@ export class RedisLockStore implements LockStore {
     const fenceOf = new Map(keys.map((key, i) => [key, fences[i]]));
     await Promise.all(
       this.slotGroups(keys).map((group) =>
-        this.client.nestjsRedisLockRaiseFences(
+        this.script<number>(
+          SCRIPTS.raiseFences,
           group.length * 2,
           ...group.flatMap((key) => [this.fenceKey(key), this.legacyFenceKey(key)]),
           ...group.map((key) => fenceOf.get(key) as number),
