@@ -513,8 +513,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
    * have run in Redis or failed for good; never rejects.
    */
   private giveBack(keys: readonly string[], token: string, shape: LeaseShape, pending: Promise<void> | undefined): Promise<void> {
-    const release = this.store.release(keys, token, shape).then(noop, noop);
-    return pending ? Promise.all([pending, release]).then(noop) : release;
+    const release = this.store.release(keys, token, shape).then(
+      () => undefined,
+      () => undefined,
+    );
+    return pending ? Promise.all([pending, release]).then(() => undefined) : release;
   }
 
   /** Waits for the store's confirmation of a grant, bounded by the lease and the wait: why it failed, or undefined. */
@@ -650,5 +653,3 @@ interface Taken {
   lock: Lock;
   leaseOfKey: Lease[];
 }
-
-function noop(): void {}

@@ -193,13 +193,6 @@ export class RedlockStore implements LockStore {
   }
 
   /**
-   * Runs one call on every master in parallel, each bounded, and resolves once `decided` says the
-   * answers so far settle the question (or all have answered): `undefined` marks a master not
-   * waited for. A master whose connection dropped costs nothing: it is skipped until ioredis
-   * reconnects it. One that hangs with its connection open costs its bound only where its answer
-   * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
-   */
-  /**
    * Releases `token` now on every master (one that is disconnected only if `attemptedOn` has it:
    * the release then waits in ioredis's queue behind that attempt), remembering each release, with
    * the token's earlier ones, until it has run. Returns each master's release, undefined where skipped.
@@ -210,8 +203,8 @@ export class RedlockStore implements LockStore {
     );
     const earlier = this.releasing.get(token);
     const settled = releases.map((release, i) => {
-      const done = (release ?? Promise.resolve()).then(noop, noop);
-      return earlier ? Promise.all([earlier[i], done]).then(noop) : done;
+      const done = (release ?? Promise.resolve()).then(() => undefined, () => undefined);
+      return earlier ? Promise.all([earlier[i], done]).then(() => undefined) : done;
     });
     this.releasing.delete(token);
     this.releasing.set(token, settled);
@@ -222,6 +215,13 @@ export class RedlockStore implements LockStore {
     return releases;
   }
 
+  /**
+   * Runs one call on every master in parallel, each bounded, and resolves once `decided` says the
+   * answers so far settle the question (or all have answered): `undefined` marks a master not
+   * waited for. A master whose connection dropped costs nothing: it is skipped until ioredis
+   * reconnects it. One that hangs with its connection open costs its bound only where its answer
+   * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
+   */
   private onMasters<T>(
     call: (master: RedisLockStore, index: number) => Promise<T>,
     boundMs: number,
@@ -273,5 +273,3 @@ function perMasterBound(ttl: number): number {
 function isGranted(reply: AcquireOutcome | Error | undefined): reply is Extract<AcquireOutcome, { acquired: true }> {
   return reply !== undefined && !(reply instanceof Error) && reply.acquired;
 }
-
-function noop(): void {}
