@@ -353,7 +353,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   }
 
   // 7. Documented errors only; LockUnavailableError only while a fault explains it.
-  const networkFaults = new Set(['delay', 'cut', 'cutReply', 'blackhole']);
+  const networkFaults = new Set(['delay', 'lostScripts', 'cut', 'cutReply', 'blackhole']);
   // Redlock: when each app's connection to each master was down (closed, not yet ready again).
   const downs = new Map<number, Array<[number, number]>>();
   {

@@ -315,6 +315,7 @@ export function fairWorkerOps(topology: TopologyName, seed: number, app: number,
 
 export type FaultKind =
   | 'delay' // proxy: every chunk to one app delayed (often longer than the ttl)
+  | 'lostScripts' // the same, while the server's script cache is flushed again and again (NOSCRIPT, as after a restart)
   | 'cut' // proxy: replies held back a little, then every connection cut (ioredis re-sends)
   | 'cutReply' // proxy: again and again, the reply of one semaphore/read acquire lost, then its connection cut
   | 'blackhole' // proxy: nothing forwarded for a while
@@ -338,9 +339,9 @@ export interface Fault {
 export function faultKinds(topology: TopologyName): Array<[FaultKind, number]> {
   switch (topology) {
     case 'single':
-      return [['delay', 3], ['cut', 3], ['cutReply', 4], ['blackhole', 1], ['restart', 1], ['pause', 2]];
+      return [['delay', 3], ['lostScripts', 3], ['cut', 3], ['cutReply', 4], ['blackhole', 1], ['restart', 1], ['pause', 2]];
     case 'redlock':
-      return [['killMaster', 4], ['killMajority', 1], ['delay', 2], ['cut', 2], ['pause', 1]];
+      return [['killMaster', 4], ['killMajority', 1], ['delay', 2], ['lostScripts', 2], ['cut', 2], ['pause', 1]];
     case 'sentinel':
       return [['freezeReplica', 4], ['pause', 1]];
     case 'cluster':
@@ -374,6 +375,7 @@ export function faultPlan(topology: TopologyName, seed: number, durationMs: numb
     let target = d.target % apps;
     switch (d.kind) {
       case 'delay':
+      case 'lostScripts':
         amount = [80, 250, 700, 1_200][d.amount % 4]; // half of them longer than most ttls
         break;
       case 'cut':

@@ -70,14 +70,29 @@ function evalRequests(chunk: Buffer): Array<{ keys: string[]; token: string }> {
   return found;
 }
 
-/** Network faults on one app's proxies. */
-async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark): Promise<void> {
+/**
+ * Network faults on one app's proxies. `servers` (ports) lose their script cache again and again
+ * during `lostScripts`: every script then meets NOSCRIPT until someone sends it in full again, so
+ * some scripts are known and others not, and re-sent scripts run after whatever went out meanwhile.
+ */
+async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, servers: number[] = []): Promise<void> {
   mark('start');
   let detail: string | undefined;
   try {
     if (fault.kind === 'delay') {
       for (const proxy of proxies) proxy.setLatency(fault.amount, 'toClient');
       await sleep(fault.durationMs);
+    } else if (fault.kind === 'lostScripts') {
+      // Replies to this app are slow (often past its ttl, so grants are refused and given back).
+      for (const proxy of proxies) proxy.setLatency(fault.amount, 'toClient');
+      const until = Date.now() + fault.durationMs;
+      let flushes = 0;
+      while (Date.now() < until) {
+        await Promise.all(servers.map((port) => adminCall(port, 'SCRIPT', 'FLUSH')));
+        flushes++;
+        await sleep(30 + ((fault.amount + 37 * flushes) % 170));
+      }
+      detail = `${flushes} script cache flushes`;
     } else if (fault.kind === 'blackhole') {
       for (const proxy of proxies) proxy.blackhole(true);
       await sleep(fault.durationMs);
@@ -192,7 +207,7 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
             return;
           }
           // cutReply hits every app (target -1): each loses replies while the others take the same keys.
-          return networkFault(fault.kind === 'cutReply' ? proxies : [proxies[fault.target]], fault, mark);
+          return networkFault(fault.kind === 'cutReply' ? proxies : [proxies[fault.target]], fault, mark, [server.port]);
         },
         async stop() {
           await Promise.all(proxies.map((proxy) => proxy.close()));
@@ -223,7 +238,7 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
             mark('end');
             return;
           }
-          return networkFault(proxies[fault.target], fault, mark);
+          return networkFault(proxies[fault.target], fault, mark, masters.map((master) => master.port));
         },
         async stop() {
           await Promise.all(proxies.flat().map((proxy) => proxy.close()));
