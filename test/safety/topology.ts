@@ -83,14 +83,16 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
       for (const proxy of proxies) proxy.setLatency(fault.amount, 'toClient');
       await sleep(fault.durationMs);
     } else if (fault.kind === 'lostScripts') {
-      // Replies to this app are slow (often past its ttl, so grants are refused and given back).
-      for (const proxy of proxies) proxy.setLatency(fault.amount, 'toClient');
+      // Replies to this app turn slow (often past its ttl: grants are refused and given back) and
+      // fast again, step by step, so a retry sent in a fast step can be granted in time while the
+      // NOSCRIPT answer to the give-back before it is still on its way back.
       const until = Date.now() + fault.durationMs;
       let flushes = 0;
       while (Date.now() < until) {
+        for (const proxy of proxies) proxy.setLatency(flushes % 2 === 0 ? fault.amount : 10, 'toClient');
         await Promise.all(servers.map((port) => adminCall(port, 'SCRIPT', 'FLUSH')));
         flushes++;
-        await sleep(30 + ((fault.amount + 37 * flushes) % 170));
+        await sleep(60 + ((fault.amount + 37 * flushes) % 240));
       }
       detail = `${flushes} script cache flushes`;
     } else if (fault.kind === 'blackhole') {
