@@ -357,7 +357,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
      * Attempts up to this number were sent before this wait last gave its token's hold back (after
      * a failed attempt or a refused grant). A grant from an entry one of them queued may have been
      * given back by that release already, so it must be confirmed by asking again; an attempt sent
-     * later runs after that release (same connection, in order), and so does any grant from its entry.
+     * later runs after that release (it is only sent once the release has run: see givingBack), and
+     * so does any grant from its entry.
      */
     let sentBeforeGiveBack = 0;
     /**

@@ -292,8 +292,9 @@ describe('network faults', () => {
 
   it('a grant refused as late is given back before the next attempt runs, even when Redis lost the release script (NOSCRIPT) but not the acquire script', async () => {
     // The give-back and the retry both carry the caller's token. Were the retry sent while the
-    // give-back was still unsettled, ioredis's NOSCRIPT fallback could re-send the give-back after
-    // the retry had run, deleting the hold the retry just granted: a "held" lock nobody holds.
+    // give-back was still unsettled, the NOSCRIPT fallback (the script re-sent in full) could run
+    // the give-back after the retry, deleting the hold the retry was just granted: a "held" lock
+    // nobody holds.
     const failures = watchProcessFailures();
     const server = await RedisServer.start();
     const proxy = await TcpProxy.start(server.port);
@@ -304,7 +305,7 @@ describe('network faults', () => {
       const key = 'noscript:give-back';
       const lockKey = `lock:{${key}}`;
       const ttl = 1_000;
-      // Both scripts used once on the app's connection: from now on ioredis sends them by SHA.
+      // Both scripts used once on the app's connection: from now on they are sent by SHA.
       await (await app.locks.acquire(key, { ttl, wait: 5_000 })).release();
 
       // The first attempt's grant comes back after its lease ran out, so it is refused and given back.
