@@ -8,7 +8,7 @@
  * a lost lease is reported by its proven expiry plus a margin), never speed claims.
  */
 import type { Redis } from 'ioredis';
-import { Lock, LockLostError, LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
+import { Lock, LockLostError, LockNotAcquiredError, LockUnavailableError, type LockModuleOptions } from '../lib/index.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { TcpProxy } from './support/tcp-proxy.js';
@@ -78,6 +78,44 @@ async function closeClient(redis: Redis | undefined): Promise<void> {
   if (!redis) return;
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
   else redis.disconnect();
+}
+
+/** One app reaching a fresh redis-server through a TcpProxy, a direct client to check Redis, and a watch on process failures. */
+interface AppBehindProxy {
+  failures: ReturnType<typeof watchProcessFailures>;
+  server: RedisServer;
+  proxy: TcpProxy;
+  redis: Redis;
+  app: LockApp;
+  /** Stops watching, then closes `first` (other apps, while their server is still up), the app, the proxy, the client and the server. */
+  close(...first: LockApp[]): Promise<void>;
+}
+
+async function startAppBehindProxy(options: Omit<LockModuleOptions, 'redis'>): Promise<AppBehindProxy> {
+  const failures = watchProcessFailures();
+  let server: RedisServer | undefined;
+  let proxy: TcpProxy | undefined;
+  let redis: Redis | undefined;
+  let app: LockApp | undefined;
+  const close = async (...first: LockApp[]): Promise<void> => {
+    failures.stop();
+    for (const other of first) await other.close();
+    await app?.close();
+    await proxy?.close();
+    await closeClient(redis);
+    await server?.stop();
+  };
+  try {
+    server = await RedisServer.start();
+    proxy = await TcpProxy.start(server.port);
+    redis = server.client();
+    app = await startLockApp({ redis: { host: HOST, port: proxy.port }, ...options });
+  } catch (error) {
+    // The caller gets nothing to close: whatever did start would outlive the test.
+    await close();
+    throw error;
+  }
+  return { failures, server, proxy, redis, app, close };
 }
 
 /** Observed wall times, printed at the end with FAULT_TIMINGS=1 (for the notes, not asserted). */
@@ -227,11 +265,7 @@ describe('network faults', () => {
   }, 120_000);
 
   it('slow network: a renewal whose reply would land after expiresAt aborts the signal by the proven expiry, not when the reply lands', async () => {
-    const failures = watchProcessFailures();
-    const server = await RedisServer.start();
-    const proxy = await TcpProxy.start(server.port);
-    const redis = server.client();
-    const app = await startLockApp({ redis: { host: HOST, port: proxy.port }, wait: 0 });
+    const { failures, proxy, redis, app, close } = await startAppBehindProxy({ wait: 0 });
     try {
       // A round trip of 2 x latency is twice the lease: no renewal sent once the network is slow
       // can be confirmed before the lease it extends runs out.
@@ -280,11 +314,7 @@ describe('network faults', () => {
       await again.release();
       await settleRejections();
     } finally {
-      failures.stop();
-      await app.close();
-      await proxy.close();
-      await closeClient(redis);
-      await server.stop();
+      await close();
     }
     expect(failures.unhandledRejections).toEqual([]);
     expect(failures.uncaughtExceptions).toEqual([]);
@@ -295,11 +325,7 @@ describe('network faults', () => {
     // give-back was still unsettled, the NOSCRIPT fallback (the script re-sent in full) could run
     // the give-back after the retry, deleting the hold the retry was just granted: a "held" lock
     // nobody holds.
-    const failures = watchProcessFailures();
-    const server = await RedisServer.start();
-    const proxy = await TcpProxy.start(server.port);
-    const redis = server.client();
-    const app = await startLockApp({ redis: { host: HOST, port: proxy.port }, wait: 0 });
+    const { failures, server, proxy, redis, app, close } = await startAppBehindProxy({ wait: 0 });
     const other = await startLockApp({ redis: { host: HOST, port: server.port }, wait: 0 });
     try {
       const key = 'noscript:give-back';
@@ -329,13 +355,8 @@ describe('network faults', () => {
       await lock.release();
       await settleRejections();
     } finally {
-      failures.stop();
       proxy.setLatency(0);
-      await other.close();
-      await app.close();
-      await proxy.close();
-      await closeClient(redis);
-      await server.stop();
+      await close(other);
     }
     expect(failures.unhandledRejections).toEqual([]);
     expect(failures.uncaughtExceptions).toEqual([]);
@@ -346,18 +367,14 @@ describe('network faults', () => {
     const ttl = 30_000;
     /** "Well before its TTL": a stray key would sit there for 30 s. */
     const goneWithinMs = 10_000;
-    let server: RedisServer;
     let proxy: TcpProxy;
     let redis: Redis;
     let app: LockApp;
-    let failures: ReturnType<typeof watchProcessFailures>;
+    let fixture: AppBehindProxy;
 
     beforeEach(async () => {
-      failures = watchProcessFailures();
-      server = await RedisServer.start();
-      proxy = await TcpProxy.start(server.port);
-      redis = server.client();
-      app = await startLockApp({ redis: { host: HOST, port: proxy.port }, pollInterval: 60_000 });
+      fixture = await startAppBehindProxy({ pollInterval: 60_000 });
+      ({ proxy, redis, app } = fixture);
       // Connection up and scripts loaded before the fault.
       await (await app.locks.acquire('cut:warmup')).release();
     });
@@ -366,14 +383,10 @@ describe('network faults', () => {
       try {
         await settleRejections();
       } finally {
-        failures.stop();
-        await app?.close();
-        await proxy?.close();
-        await closeClient(redis);
-        await server?.stop();
+        await fixture?.close();
       }
-      expect(failures.unhandledRejections).toEqual([]);
-      expect(failures.uncaughtExceptions).toEqual([]);
+      expect(fixture.failures.unhandledRejections).toEqual([]);
+      expect(fixture.failures.uncaughtExceptions).toEqual([]);
     });
 
     /**
