@@ -73,29 +73,41 @@ export async function garbage(adapter, { count, admin, loops = 64, settleMs = 3_
  * Adapters here have: acquire(key) → handle, release(handle), probe(key) → 'busy' | 'unavailable'
  * | 'acquired' (one try, no waiting). Phases: all up, one master SIGSTOPped (connection open, no
  * answers: a hung master), the same master SIGKILLed (connection dropped).
+ *
+ * A phase's acquisitions are spread over `blocks` blocks (the libraries taking turns, rotating who
+ * goes first), and the all-up and hung blocks alternate (SIGSTOP, SIGCONT, again): one phase of
+ * 500 pairs lasts about 0.2 s, so a moment of load on the VM could move a whole phase's p50, and
+ * with it the ratio to the all-up phase. The killed master cannot come back, so the down blocks
+ * come last, 100 ms apart. The busy probes run once per phase, in its last block.
  */
-export async function redlockDown(adapters, { servers, pairs, probes, held }) {
-  const results = Object.fromEntries(adapters.map((a) => [a.name, {}]));
+export async function redlockDown(adapters, { servers, pairs, probes, held, blocks }) {
+  const latencies = new Map(adapters.map((a) => [a, { allUp: [], hung: [], down: [] }]));
+  const failures = new Map(adapters.map((a) => [a, { allUp: 0, hung: 0, down: 0 }]));
+  const probed = new Map(adapters.map((a) => [a, {}]));
   const holds = new Map();
-  const measurePhase = async (phase) => {
-    for (const adapter of adapters) {
-      console.error(`  R ${phase}: ${adapter.name}`);
-      const latencies = [];
-      const keys = randomKeys(`r-${phase}`, pairs);
-      let failures = 0;
+  const perBlock = Math.max(1, Math.round(pairs / blocks));
+  const measureBlock = async (phase, block) => {
+    for (const adapter of [...adapters.slice(block % adapters.length), ...adapters.slice(0, block % adapters.length)]) {
+      const keys = randomKeys(`r-${phase}`, perBlock);
       for (const key of keys) {
+        // e.g. 5 s per call behind a hung master: three failures are enough to know
+        if (failures.get(adapter)[phase] >= 3) break;
         const t = now();
         let handle;
         try {
           handle = await adapter.acquire(key);
         } catch {
-          failures += 1;
-          if (failures >= 3) break; // e.g. 5 s per call behind a hung master: enough to know
+          failures.get(adapter)[phase] += 1;
           continue;
         }
-        latencies.push(now() - t);
+        latencies.get(adapter)[phase].push(now() - t);
         await adapter.release(handle).catch(() => undefined);
       }
+    }
+  };
+  const probePhase = async (phase) => {
+    for (const adapter of adapters) {
+      console.error(`  R ${phase} probes: ${adapter.name}`);
       const outcomes = { busy: 0, unavailable: 0, acquired: 0 };
       const probeMs = [];
       for (let i = 0; i < probes; i++) {
@@ -105,33 +117,51 @@ export async function redlockDown(adapters, { servers, pairs, probes, held }) {
         outcomes[outcome] += 1;
         if (outcomes.unavailable >= 3) break;
       }
-      results[adapter.name][phase] = {
-        acquireP50: percentile(latencies, 0.5),
-        acquireP99: percentile(latencies, 0.99),
-        failures,
-        probes: probeMs.length,
-        probeP50: median(probeMs),
-        probeMax: Math.max(...probeMs),
-        outcomes,
-      };
+      probed.get(adapter)[phase] = { probes: probeMs.length, probeP50: median(probeMs), probeMax: Math.max(...probeMs), outcomes };
     }
   };
   for (const adapter of adapters) holds.set(adapter, await adapter.acquire(held));
-  await measurePhase('allUp');
   const victim = servers[servers.length - 1];
-  victim.child.kill('SIGSTOP');
-  try {
-    await sleep(200);
-    await measurePhase('hung');
-  } finally {
-    victim.child.kill('SIGCONT');
+  for (let block = 0; block < blocks; block++) {
+    console.error(`  R all up / hung, block ${block + 1} of ${blocks}`);
+    await measureBlock('allUp', block);
+    if (block === blocks - 1) await probePhase('allUp');
+    victim.child.kill('SIGSTOP');
+    try {
+      await sleep(200);
+      await measureBlock('hung', block);
+      if (block === blocks - 1) await probePhase('hung');
+    } finally {
+      victim.child.kill('SIGCONT');
+    }
+    await sleep(100);
   }
   victim.child.kill('SIGKILL');
   await victim.exited;
   await sleep(300);
-  await measurePhase('down');
+  for (let block = 0; block < blocks; block++) {
+    console.error(`  R down, block ${block + 1} of ${blocks}`);
+    await measureBlock('down', block);
+    await sleep(100);
+  }
+  await probePhase('down');
   for (const [adapter, handle] of holds) await adapter.release(handle).catch(() => undefined);
-  return results;
+  return Object.fromEntries(
+    adapters.map((adapter) => [
+      adapter.name,
+      Object.fromEntries(
+        ['allUp', 'hung', 'down'].map((phase) => [
+          phase,
+          {
+            acquireP50: percentile(latencies.get(adapter)[phase], 0.5),
+            acquireP99: percentile(latencies.get(adapter)[phase], 0.99),
+            failures: failures.get(adapter)[phase],
+            ...probed.get(adapter)[phase],
+          },
+        ]),
+      ),
+    ]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

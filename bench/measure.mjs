@@ -16,6 +16,27 @@ export function median(values) {
 }
 
 /**
+ * One row from several rounds of the same scenario: each figure is the median of its rounds' (so a
+ * round the VM slowed, or a peer's unlucky retry timing, moves no ratio on its own); counts of
+ * things that must stay 0 (overlaps, failures) are summed, as is the wall time. `rounds` keeps each
+ * round's acquisitions per second for the report.
+ */
+export function medianOfRounds(rounds) {
+  const summed = new Set(['acquisitions', 'failures', 'overlaps', 'wall']);
+  const row = { rounds: rounds.map((round) => round.acqPerSec) };
+  for (const [field, value] of Object.entries(rounds[0])) {
+    if (summed.has(field)) row[field] = rounds.reduce((sum, round) => sum + round[field], 0);
+    else if (field === 'maxHolders') row[field] = Math.max(...rounds.map((round) => round[field]));
+    else if (typeof value === 'number') row[field] = median(rounds.map((round) => round[field]));
+    else if (field === 'perCommand') {
+      const commands = new Set(rounds.flatMap((round) => Object.keys(round.perCommand)));
+      row.perCommand = Object.fromEntries([...commands].map((cmd) => [cmd, median(rounds.map((round) => round.perCommand[cmd] ?? 0))]));
+    } else row[field] = value;
+  }
+  return row;
+}
+
+/**
  * Requests this process sent to Redis (every ioredis command written, pipelined or not; INFO
  * excluded), counted by wrapping Redis.prototype.sendCommand. The library under test uses the
  * same ioredis module, so its connections are counted too.
