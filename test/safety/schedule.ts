@@ -315,7 +315,7 @@ export function fairWorkerOps(topology: TopologyName, seed: number, app: number,
 
 export type FaultKind =
   | 'delay' // proxy: every chunk to one app delayed (often longer than the ttl)
-  | 'lostScripts' // the same, while the server's script cache is flushed again and again (NOSCRIPT, as after a restart)
+  | 'lostScripts' // the same, slow and fast in turns, while the server's script cache is emptied and partly loaded back again and again (NOSCRIPT for some scripts, as after a failover)
   | 'cut' // proxy: replies held back a little, then every connection cut (ioredis re-sends)
   | 'cutReply' // proxy: again and again, the reply of one semaphore/read acquire lost, then its connection cut
   | 'blackhole' // proxy: nothing forwarded for a while

@@ -8,7 +8,8 @@
  *   memory    no server: all apps in one process share the in-process store
  */
 import type { LockModuleOptions } from '../../lib/index.js';
-import { adminCall } from '../support/redis-admin.js';
+import * as redisScripts from '../../lib/stores/redis-scripts.js';
+import { adminCall, adminTransaction } from '../support/redis-admin.js';
 import { RedisCluster } from '../support/redis-cluster.js';
 import { RedisSentinelSet } from '../support/redis-sentinel.js';
 import { RedisServer } from '../support/redis-server.js';
@@ -70,6 +71,25 @@ function evalRequests(chunk: Buffer): Array<{ keys: string[]; token: string }> {
   return found;
 }
 
+/** Every Lua script the library may send (its exported script texts). */
+const LIBRARY_SCRIPTS = Object.entries(redisScripts)
+  .filter(([name, text]) => name.endsWith('_SCRIPT') && typeof text === 'string')
+  .map(([, text]) => text as string);
+
+/**
+ * Empties a server's script cache and loads back the scripts `roll` picks (about half of them),
+ * in one transaction: until some client sends a missing one in full, those scripts meet NOSCRIPT
+ * and the others run.
+ */
+async function keepPartOfScriptCache(port: number, roll: number): Promise<void> {
+  let bits = Math.imul(roll, 0x9e3779b1) >>> 0;
+  const kept = LIBRARY_SCRIPTS.filter(() => {
+    bits = (Math.imul(bits, 1_103_515_245) + 12_345) >>> 0;
+    return (bits >>> 16) % 2 === 0;
+  });
+  await adminTransaction(port, [['SCRIPT', 'FLUSH'], ...kept.map((text): [string, string, string] => ['SCRIPT', 'LOAD', text])]);
+}
+
 /**
  * Network faults on one app's proxies. `servers` (ports) lose their script cache again and again
  * during `lostScripts`: every script then meets NOSCRIPT until someone sends it in full again, so
@@ -84,17 +104,28 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
       await sleep(fault.durationMs);
     } else if (fault.kind === 'lostScripts') {
       // Replies to this app turn slow (often past its ttl: grants are refused and given back) and
-      // fast again, step by step, so a retry sent in a fast step can be granted in time while the
-      // NOSCRIPT answer to the give-back before it is still on its way back.
+      // fast again, step by step. A fast step is sometimes just longer than the library's pause
+      // before a retry (100 ms) but shorter than the ttls: the NOSCRIPT answer to a give-back then
+      // comes back after the retry was sent, and ioredis re-sends the give-back behind it, while
+      // the retry's grant still arrives in time. Meanwhile, every few ms, the servers lose their
+      // script cache and get back a random part of it at once (as after a failover, where the
+      // scripts in use come back one by one): a give-back can meet NOSCRIPT while the retry's
+      // script is known.
       const until = Date.now() + fault.durationMs;
+      let steps = 0;
       let flushes = 0;
       while (Date.now() < until) {
-        for (const proxy of proxies) proxy.setLatency(flushes % 2 === 0 ? fault.amount : 10, 'toClient');
-        await Promise.all(servers.map((port) => adminCall(port, 'SCRIPT', 'FLUSH')));
-        flushes++;
-        await sleep(60 + ((fault.amount + 37 * flushes) % 240));
+        const latency = steps % 2 === 0 ? fault.amount : [10, 130, 220][(fault.amount + steps) % 3];
+        for (const proxy of proxies) proxy.setLatency(latency, 'toClient');
+        const stepEnds = Math.min(until, Date.now() + 60 + ((fault.amount + 37 * steps) % 240));
+        while (Date.now() < stepEnds) {
+          await Promise.all(servers.map((port) => keepPartOfScriptCache(port, fault.amount * 31 + flushes)));
+          flushes++;
+          await sleep(10 + ((fault.amount + 13 * flushes) % 40));
+        }
+        steps++;
       }
-      detail = `${flushes} script cache flushes`;
+      detail = `${flushes} script cache flushes, each keeping a random part of the library's scripts`;
     } else if (fault.kind === 'blackhole') {
       for (const proxy of proxies) proxy.blackhole(true);
       await sleep(fault.durationMs);

@@ -8,7 +8,24 @@ const ADMIN_TIMEOUT_MS = 2_000;
  * One command on a short-lived, fail-fast RESP2 connection (no retries, no
  * offline queue, 2 s timeouts). Always closes the connection.
  */
-export async function adminCall(port: number, command: string, ...args: Array<string | number>): Promise<unknown> {
+export function adminCall(port: number, command: string, ...args: Array<string | number>): Promise<unknown> {
+  return withAdminClient(port, (client) => client.call(command, ...args));
+}
+
+/**
+ * Several commands as one MULTI/EXEC on such a connection: no other client's command runs between
+ * them. Rejects if any of them failed.
+ */
+export function adminTransaction(port: number, commands: Array<[string, ...Array<string | number>]>): Promise<unknown[]> {
+  return withAdminClient(port, async (client) => {
+    const replies = (await client.multi(commands).exec()) ?? [];
+    const failed = replies.find(([error]) => error);
+    if (failed) throw failed[0];
+    return replies.map(([, reply]) => reply);
+  });
+}
+
+async function withAdminClient<T>(port: number, use: (client: Redis) => Promise<T>): Promise<T> {
   const client = new Redis({
     host: HOST,
     port,
@@ -24,7 +41,7 @@ export async function adminCall(port: number, command: string, ...args: Array<st
   client.on('error', () => undefined);
   try {
     await client.connect();
-    return await client.call(command, ...args);
+    return await use(client);
   } finally {
     if (client.status === 'ready' || client.status === 'connect') {
       await client.quit().catch(() => client.disconnect());
