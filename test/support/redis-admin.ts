@@ -18,7 +18,9 @@ export function adminCall(port: number, command: string, ...args: Array<string |
  */
 export function adminTransaction(port: number, commands: Array<[string, ...Array<string | number>]>): Promise<unknown[]> {
   return withAdminClient(port, async (client) => {
-    const replies = (await client.multi(commands).exec()) ?? [];
+    const transaction = client.multi();
+    for (const [command, ...args] of commands) transaction.call(command, ...args);
+    const replies = (await transaction.exec()) ?? [];
     const failed = replies.find(([error]) => error);
     if (failed) throw failed[0];
     return replies.map(([, reply]) => reply);
