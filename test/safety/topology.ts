@@ -104,10 +104,10 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
       await sleep(fault.durationMs);
     } else if (fault.kind === 'lostScripts') {
       // Replies to this app turn slow (often past its ttl: grants are refused and given back) and
-      // fast again, step by step. A fast step is sometimes just longer than the library's pause
-      // before a retry (100 ms) but shorter than the ttls: the NOSCRIPT answer to a give-back then
+      // fast again, step by step. Most fast steps are longer than the library's pause before a
+      // retry (100 ms) but shorter than the ttls: the NOSCRIPT answer to a give-back then
       // comes back after the retry was sent, and ioredis re-sends the give-back behind it, while
-      // the retry's grant still arrives in time. Meanwhile, every few ms, the servers lose their
+      // the retry's grant still arrives in time. Meanwhile, every 5-20 ms, the servers lose their
       // script cache and get back a random part of it at once (as after a failover, where the
       // scripts in use come back one by one): a give-back can meet NOSCRIPT while the retry's
       // script is known.
@@ -115,13 +115,13 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
       let steps = 0;
       let flushes = 0;
       while (Date.now() < until) {
-        const latency = steps % 2 === 0 ? fault.amount : [10, 130, 220][(fault.amount + steps) % 3];
+        const latency = steps % 2 === 0 ? fault.amount : [130, 10, 220, 170][(fault.amount + steps) % 4];
         for (const proxy of proxies) proxy.setLatency(latency, 'toClient');
         const stepEnds = Math.min(until, Date.now() + 60 + ((fault.amount + 37 * steps) % 240));
         while (Date.now() < stepEnds) {
           await Promise.all(servers.map((port) => keepPartOfScriptCache(port, fault.amount * 31 + flushes)));
           flushes++;
-          await sleep(10 + ((fault.amount + 13 * flushes) % 40));
+          await sleep(5 + ((fault.amount + 13 * flushes) % 15));
         }
         steps++;
       }
