@@ -91,9 +91,9 @@ async function keepPartOfScriptCache(port: number, roll: number): Promise<void> 
 }
 
 /**
- * Network faults on one app's proxies. `servers` (ports) lose their script cache again and again
- * during `lostScripts`: every script then meets NOSCRIPT until someone sends it in full again, so
- * some scripts are known and others not, and re-sent scripts run after whatever went out meanwhile.
+ * Network faults on one app's proxies. `servers` (ports) lose part of their script cache again and
+ * again during `lostScripts`: a missing script meets NOSCRIPT until someone sends it in full again,
+ * and a re-sent script runs after whatever went out meanwhile.
  */
 async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, servers: number[] = []): Promise<void> {
   mark('start');
