@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { median, now, percentile } from './measure.mjs';
+import { median, now, percentile, rotate } from './measure.mjs';
 import { randomKeys } from './scenarios.mjs';
 
 // ---------------------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ export async function redlockDown(adapters, { servers, pairs, probes, held, bloc
   const holds = new Map();
   const perBlock = Math.max(1, Math.round(pairs / blocks));
   const measureBlock = async (phase, block) => {
-    for (const adapter of [...adapters.slice(block % adapters.length), ...adapters.slice(0, block % adapters.length)]) {
+    for (const adapter of rotate(adapters, block)) {
       const keys = randomKeys(`r-${phase}`, perBlock);
       for (const key of keys) {
         // e.g. 5 s per call behind a hung master: three failures are enough to know
@@ -187,8 +187,7 @@ function coldRun(lib, url, pairs) {
 export async function coldPairs(libNames, { url, pairs, rounds }) {
   const runs = Object.fromEntries(libNames.map((n) => [n, []]));
   for (let r = 0; r < rounds; r++) {
-    const order = [...libNames.slice(r % libNames.length), ...libNames.slice(0, r % libNames.length)];
-    for (const lib of order) runs[lib].push(await coldRun(lib, url, pairs));
+    for (const lib of rotate(libNames, r)) runs[lib].push(await coldRun(lib, url, pairs));
   }
   return Object.fromEntries(
     Object.entries(runs).map(([lib, list]) => [

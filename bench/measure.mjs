@@ -15,6 +15,12 @@ export function median(values) {
   return percentile(values, 0.5);
 }
 
+/** `list` turned `by` places (the first `by % length` entries moved to the end): who goes first in round `by`. */
+export function rotate(list, by) {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
 /**
  * One row from several rounds of the same scenario: each figure is the median of its rounds' (so a
  * round the VM slowed, or a peer's unlucky retry timing, moves no ratio on its own); counts of

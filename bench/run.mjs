@@ -21,7 +21,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { LockModule, LockService, WithLock } from 'nestjs-redis-lock';
 import { oursAdapter, oursFairAdapter, rawAdapter, redlockAdapter, semaphoreAdapter } from './adapters.mjs';
-import { clientRequests, counterDelta, counters, medianOfRounds, now, percentile } from './measure.mjs';
+import { clientRequests, counterDelta, counters, medianOfRounds, now, percentile, rotate } from './measure.mjs';
 import { fmt, ratio, table } from './report.mjs';
 import { RedisServer, redisServerVersion } from './redis-server.mjs';
 import { coldPairs, garbage, redlockDown } from './extra.mjs';
@@ -270,24 +270,12 @@ async function main(resources) {
   }
   await admin.flushall();
   for (const workers of SIZE.C_WORKERS) {
-    const rounds = new Map();
-    let contenders = [...libs, oursFair];
-    for (let r = 0; r < CONTENDED_ROUNDS; r++) {
-      for (const lib of rotate(contenders, r)) {
-        log(`C: ${workers} workers on one key, ${SIZE.C} acquisitions, round ${r + 1} of ${CONTENDED_ROUNDS}: ${lib.name}`);
-        gc();
-        try {
-          const round = await contended(lib, { workers, total: SIZE.C, key: `c${workers}`, admin });
-          rounds.set(lib.name, [...(rounds.get(lib.name) ?? []), round]);
-        } catch (error) {
-          if (lib !== oursFair) throw error;
-          log(`C: ${lib.name} failed, row skipped: ${error?.message ?? error}`);
-          contenders = contenders.filter((other) => other !== oursFair);
-          rounds.delete(lib.name);
-        }
-      }
-    }
-    results.C[workers] = Object.fromEntries(contenders.map((lib) => [lib.name, medianOfRounds(rounds.get(lib.name))]));
+    results.C[workers] = await contendedRounds(
+      [...libs, oursFair],
+      `C: ${workers} workers on one key, ${SIZE.C} acquisitions`,
+      (lib) => contended(lib, { workers, total: SIZE.C, key: `c${workers}`, admin }),
+      oursFair,
+    );
   }
   await admin.flushall();
   }
@@ -326,7 +314,6 @@ async function main(resources) {
 
   // F: semaphore ---------------------------------------------------------------------------------
   if (want('F')) {
-  results.F = {};
   // Warm-up right before: the whole F workload once per library, unmeasured (a short warm-up left
   // ours' first measured run at about twice the CPU per acquisition of later ones: JIT).
   log(`F: warm-up, ${SIZE.F} acquisitions per library`);
@@ -334,23 +321,11 @@ async function main(resources) {
     await semaphoreContended(lib, { workers: SIZE.F_WORKERS, permits: SIZE.F_PERMITS, total: SIZE.F, key: 'warm-f' });
   }
   await admin.flushall();
-  const fRounds = new Map(semaphoreLibs.map((lib) => [lib.name, []]));
-  for (let r = 0; r < CONTENDED_ROUNDS; r++) {
-    for (const lib of rotate(semaphoreLibs, r)) {
-      log(`F: ${SIZE.F_WORKERS} workers on one key, permits ${SIZE.F_PERMITS}, ${SIZE.F} acquisitions, round ${r + 1} of ${CONTENDED_ROUNDS}: ${lib.name}`);
-      gc();
-      fRounds.get(lib.name).push(
-        await semaphoreContended(lib, {
-          workers: SIZE.F_WORKERS,
-          permits: SIZE.F_PERMITS,
-          total: SIZE.F,
-          key: 'f',
-          admin,
-        }),
-      );
-    }
-  }
-  for (const lib of semaphoreLibs) results.F[lib.name] = medianOfRounds(fRounds.get(lib.name));
+  results.F = await contendedRounds(
+    semaphoreLibs,
+    `F: ${SIZE.F_WORKERS} workers on one key, permits ${SIZE.F_PERMITS}, ${SIZE.F} acquisitions`,
+    (lib) => semaphoreContended(lib, { workers: SIZE.F_WORKERS, permits: SIZE.F_PERMITS, total: SIZE.F, key: 'f', admin }),
+  );
   await admin.flushall();
   }
 
@@ -424,14 +399,33 @@ function commandLine() {
   return ['node', ...process.execArgv, 'bench/run.mjs', ...args].join(' ');
 }
 
+/**
+ * Runs `measure(lib)` CONTENDED_ROUNDS times per library, the libraries taking turns (rotating who
+ * goes first), and returns each library's row of medians. `optional` (a library that may be
+ * unavailable) is dropped, its row skipped, if it fails; any other failure ends the run.
+ */
+async function contendedRounds(libs, label, measure, optional) {
+  let runners = [...libs];
+  const rounds = new Map(libs.map((lib) => [lib.name, []]));
+  for (let r = 0; r < CONTENDED_ROUNDS; r++) {
+    for (const lib of rotate(runners, r)) {
+      log(`${label}, round ${r + 1} of ${CONTENDED_ROUNDS}: ${lib.name}`);
+      gc();
+      try {
+        rounds.get(lib.name).push(await measure(lib));
+      } catch (error) {
+        if (lib !== optional) throw error;
+        log(`${label}: ${lib.name} failed, row skipped: ${error?.message ?? error}`);
+        runners = runners.filter((other) => other !== lib);
+      }
+    }
+  }
+  return Object.fromEntries(runners.map((lib) => [lib.name, medianOfRounds(rounds.get(lib.name))]));
+}
+
 /** How the contended rows (C, F) were made from their rounds. */
 function roundsNote(scenario) {
   return `- ${scenario} ran ${CONTENDED_ROUNDS} times per library, the libraries taking turns (rotating who goes first); each figure in the table is the median of the rounds' figures (overlaps and timeouts: the sum; max holders: the most), so one row's figures may come from different rounds.`;
-}
-
-function rotate(list, by) {
-  const k = by % list.length;
-  return [...list.slice(k), ...list.slice(0, k)];
 }
 
 // ---------------------------------------------------------------------------------------------
