@@ -389,8 +389,11 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     if (context.topology === 'redlock' && mostDown(call.app, Math.max(start, end - CALL_BOUND) - EPS, end + EPS) >= 2) return true;
     const near = faults.filter((f) => f.start <= end && f.end + RECOVERY >= start);
     // One Redlock master down never explains it; a restarted master counts as down until its
-    // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do.
-    const mastersDown = new Set(near.filter((f) => f.kind === 'killMaster').map((f) => f.target));
+    // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do. A master
+    // killed at any time since the call began restarted empty (no persistence), so it no longer
+    // holds this call's key: a renewal it refuses counts like one it cannot be reached for.
+    const keyLost = faults.filter((f) => f.kind === 'killMaster' && f.start <= end && f.end >= call.callT);
+    const mastersDown = new Set([...near, ...keyLost].filter((f) => f.kind === 'killMaster').map((f) => f.target));
     if (mastersDown.size >= 2) return true;
     return near.some((f) => {
       if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child || f.target === -1;
