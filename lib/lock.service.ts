@@ -383,6 +383,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
     let lastBusySentAt = start;
     let acquired = false;
+    /** Settles once Redis has answered the last attempt this wait gave up on (undefined: none). */
+    let unanswered: Promise<boolean> | undefined;
     if (queued) this.waiters.expect(token);
     try {
       for (;;) {
@@ -420,15 +422,19 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
             sentAtOfAttempt?.set(queued.attempt, sentAt);
           }
           let outcome: AcquireOutcome | undefined;
+          const attempt = this.store.acquire(keys, token, call.ttl, intent);
           try {
-            outcome = await withTimeout(
-              this.store.acquire(keys, token, call.ttl, intent),
-              Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS),
-            );
+            outcome = await withTimeout(attempt, Math.max(deadline - sentAt, MIN_CALL_TIMEOUT_MS));
           } catch (error) {
             failure = error;
-            // The attempt may still run after we gave up on it: queue a release behind it.
-            givingBack = this.giveBack(keys, token, shape, givingBack);
+            // The attempt may still run after we gave up on it: release behind it, and again once
+            // Redis has answered it (unless busy). An attempt answered NOSCRIPT is re-sent after
+            // whatever was sent meanwhile, so it may run after the first release and keep its hold.
+            unanswered = attempt.then(
+              (outcome) => outcome.acquired,
+              () => true,
+            );
+            givingBack = this.giveBack(keys, token, shape, givingBack, unanswered);
             sentBeforeGiveBack = queued?.attempt ?? 0;
           }
           if (outcome?.acquired) {
@@ -488,7 +494,12 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       waiter?.dispose();
       if (queued) this.waiters.forget(token);
       // A queued waiter that gives up leaves the queue, passing on the lock if it was just granted.
-      if (queued && queued.attempt > 0 && !acquired) this.store.leaveQueue(keys[0], token, call.ttl, shape).catch(() => undefined);
+      // Again once the last attempt given up on is answered, as for the give-back (busy answers too: they queue).
+      if (queued && queued.attempt > 0 && !acquired) {
+        const leave = () => this.store.leaveQueue(keys[0], token, call.ttl, shape).catch(() => undefined);
+        void leave();
+        if (unanswered) void unanswered.then(leave);
+      }
     }
   }
 
@@ -510,14 +521,24 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   /**
    * Gives back whatever this token holds on `keys`: a release sent now (on the connection, behind
-   * the attempt it follows). Settles when it and `pending` (an earlier give-back still under way)
-   * have run in Redis or failed for good; never rejects.
+   * the attempt it follows), and again once `answered` (an attempt still under way) says it may
+   * have left a hold. Settles when they and `pending` (an earlier give-back still under way) have
+   * run in Redis or failed for good; never rejects.
    */
-  private giveBack(keys: readonly string[], token: string, shape: LeaseShape, pending: Promise<void> | undefined): Promise<void> {
-    const release = this.store.release(keys, token, shape).then(
-      () => undefined,
-      () => undefined,
-    );
+  private giveBack(
+    keys: readonly string[],
+    token: string,
+    shape: LeaseShape,
+    pending: Promise<void> | undefined,
+    answered?: Promise<boolean>,
+  ): Promise<void> {
+    const send = () =>
+      this.store.release(keys, token, shape).then(
+        () => undefined,
+        () => undefined,
+      );
+    const now = send();
+    const release = answered ? Promise.all([now, answered.then((mayHold) => (mayHold ? send() : undefined))]).then(() => undefined) : now;
     return pending ? Promise.all([pending, release]).then(() => undefined) : release;
   }
 
@@ -639,7 +660,15 @@ function kindOf(shape: { permits?: number; mode?: 'read' | 'exclusive' }): 'excl
 
 /** What the store needs to renew a lease to `ttl`: the keys, owner and kind of hold. */
 function renewalOf(lease: Lease, ttl: number): Renewal {
-  return { keys: lease.keys, token: lease.token, ttl, permits: lease.shape.permits, mode: lease.shape.mode };
+  return {
+    keys: lease.keys,
+    token: lease.token,
+    ttl,
+    permits: lease.shape.permits,
+    mode: lease.shape.mode,
+    fences: lease.fences,
+    stillHeld: () => lease.state === 'held',
+  };
 }
 
 /** A lock just taken, and a way to run code inside its reentrancy scope. */

@@ -7,6 +7,7 @@
  * Time bounds here are behaviour bounds (a call settles by its deadline plus a generous margin,
  * a lost lease is reported by its proven expiry plus a margin), never speed claims.
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Lock, LockLostError, LockNotAcquiredError, LockUnavailableError, type LockModuleOptions } from '../lib/index.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
@@ -14,7 +15,7 @@ import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { watchProcessFailures } from './support/process-failures.js';
 import { ownerOf } from './support/lock-value.js';
-import { QUEUED_ACQUIRE_SCRIPT } from '../lib/stores/redis-scripts.js';
+import { ACQUIRE_SCRIPT, QUEUED_ACQUIRE_SCRIPT, RELEASE_ONE_SCRIPT } from '../lib/stores/redis-scripts.js';
 
 /** The library's shortest bound on one Redis call, even for `wait: 0` (README, "Deadlines"). */
 const MIN_CALL_MS = 1_000;
@@ -357,6 +358,41 @@ describe('network faults', () => {
     } finally {
       proxy.setLatency(0);
       await close(other);
+    }
+    expect(failures.unhandledRejections).toEqual([]);
+    expect(failures.uncaughtExceptions).toEqual([]);
+  }, 60_000);
+
+  it('an attempt given up on while Redis answers it NOSCRIPT is given back after it runs, leaving no hold behind', async () => {
+    // The attempt outlives the caller's deadline. Its give-back is sent at once; were that the only
+    // one, the attempt's NOSCRIPT fallback (the script re-sent in full, after the give-back) would
+    // take the lock for a caller that already failed, and keep it for the whole ttl.
+    const { failures, server, proxy, redis, app, close } = await startAppBehindProxy({ wait: 0 });
+    const sha = (lua: string) => createHash('sha1').update(lua).digest('hex');
+    try {
+      const key = 'noscript:given-up';
+      const lockKey = `lock:{${key}}`;
+      // Both scripts used once on the app's connection: from now on they are sent by SHA.
+      await (await app.locks.acquire(key)).release();
+      // Redis loses its scripts, and another client brings back the release script only.
+      await redis.script('FLUSH');
+      await redis.script('LOAD', RELEASE_ONE_SCRIPT);
+      // Replies come back after the attempt's bound (1 s with wait 0): the caller gives up first.
+      proxy.setLatency(1_500, 'toClient');
+      await expect(app.locks.tryAcquire(key, { ttl: 30_000 })).rejects.toBeInstanceOf(LockUnavailableError);
+      proxy.setLatency(0);
+      await eventually(async () => ((await redis.script('EXISTS', sha(ACQUIRE_SCRIPT))) as number[])[0] === 1, 15_000, 'the attempt to run');
+      await eventually(async () => (await redis.exists(lockKey)) === 0, 10_000, 'the hold the attempt took to be given back');
+      // Nothing comes back later either: the key stays free for others.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(await redis.exists(lockKey)).toBe(0);
+      const again = await app.locks.tryAcquire(key);
+      expect(again).not.toBeNull();
+      await again?.release();
+      await settleRejections();
+    } finally {
+      proxy.setLatency(0);
+      await close();
     }
     expect(failures.unhandledRejections).toEqual([]);
     expect(failures.uncaughtExceptions).toEqual([]);

@@ -90,6 +90,10 @@ export interface Renewal {
   permits?: number;
   /** Read leases renew their place among the readers. */
   mode?: 'read';
+  /** Fencing token per key. Redlock writes an exclusive hold back, with these, on a master that lost it. */
+  fences?: readonly number[];
+  /** Whether the lease is still held, asked at the moment a store would write it back (see `fences`). */
+  stillHeld?: () => boolean;
 }
 
 /**

@@ -29,6 +29,14 @@ export class RedlockStore implements LockStore {
    * meanwhile) would delete the hold the attempt was just granted there.
    */
   private readonly releasing = new Map<string, Array<Promise<void>>>();
+  /**
+   * Per token, on each master, its attempt there until Redis has answered it: whether the answer
+   * may have left a hold (anything but busy). A release of the token there is sent again once it
+   * is answered: a quorum can grant the lock (and the caller release it) before a slower master
+   * answers, and an attempt Redis answered NOSCRIPT is re-sent after whatever was sent meanwhile,
+   * so it may run after the first release and keep its hold.
+   */
+  private readonly attempting = new Map<string, Array<Promise<boolean> | undefined>>();
 
   private constructor(private readonly masters: RedisLockStore[]) {
     this.quorum = Math.floor(masters.length / 2) + 1;
@@ -53,18 +61,20 @@ export class RedlockStore implements LockStore {
     /** Masters this call's attempt was sent to (the give-back below goes there whatever their state). */
     const sentTo = new Set<RedisLockStore>();
     let decided = false;
-    const attempt = (master: RedisLockStore): Promise<AcquireOutcome> => {
+    const attempt = (master: RedisLockStore, i: number): Promise<AcquireOutcome> => {
       sentTo.add(master);
-      return master.acquire(keys, token, ttl, masterIntent);
+      const sent = master.acquire(keys, token, ttl, masterIntent);
+      this.awaitAnswer(token, i, sent);
+      return sent;
     };
     const replies = await this.onMasters(
       (master, i) => {
         const pending = releasing?.[i];
-        if (!pending) return attempt(master);
+        if (!pending) return attempt(master, i);
         // Sent once this token's releases there have run; never once the call was decided without it.
         return pending.then(() => {
           if (decided) throw new Error('attempt not sent: decided without this master');
-          return attempt(master);
+          return attempt(master, i);
         });
       },
       perMasterBound(ttl),
@@ -112,17 +122,49 @@ export class RedlockStore implements LockStore {
     };
     // Lost for sure only when too many masters say it is not ours for a quorum to remain.
     const decided = (renewed: number, refused: number) => renewed >= this.quorum || refused > this.masters.length - this.quorum;
-    const replies = await this.onMasters((master) => master.extend(renewals), perMasterBound(ttl), (answers) =>
+    const sent: Array<Promise<Array<boolean | Error>>> = [];
+    const replies = await this.onMasters((master, i) => (sent[i] = master.extend(renewals)), perMasterBound(ttl), (answers) =>
       renewals.every((_, i) => {
         const { renewed, refused } = tally(answers, i);
         return decided(renewed, refused);
       }),
     );
-    return renewals.map((_, i) => {
+    const results = renewals.map((_, i) => {
       const { renewed, refused } = tally(replies, i);
       if (renewed >= this.quorum) return true;
       if (refused > this.masters.length - this.quorum) return false;
       return new Error(`only ${renewed} of ${this.masters.length} Redlock masters confirmed the renewal; ${this.quorum} are needed`);
+    });
+    this.restoreWhereLost(renewals, results, sent);
+    return results;
+  }
+
+  /**
+   * A master that restarted without its data forgot the locks held when it went down, and refuses
+   * their renewals. Where a quorum of the others renewed a lease just now, the lease is written back
+   * there (also when that master answers after the quorum decided): otherwise every such restart
+   * leaves a long-held lock with one master fewer, and after a rolling restart of the masters it is
+   * lost although no one else could ever take it. Safe because the quorum holds the lease: no one
+   * else can hold it by quorum meanwhile, and a key someone took on that master stays theirs (NX).
+   * Skipped once the lease is no longer held: its release was then sent first, and the write-back
+   * would outlive it.
+   */
+  private restoreWhereLost(renewals: readonly Renewal[], results: ReadonlyArray<boolean | Error>, sent: ReadonlyArray<Promise<Array<boolean | Error>> | undefined>): void {
+    const restorable = renewals.flatMap((renewal, i) =>
+      results[i] === true && renewal.fences && renewal.stillHeld && renewal.permits === undefined && renewal.mode === undefined ? [i] : [],
+    );
+    if (restorable.length === 0) return;
+    sent.forEach((reply, m) => {
+      void reply?.then(
+        (answers) => {
+          for (const i of restorable) {
+            const { keys, token, fences, ttl, stillHeld } = renewals[i];
+            if (answers[i] !== false || !stillHeld?.()) continue;
+            this.masters[m].restoreHold(keys, token, fences as readonly number[], ttl).catch(() => undefined);
+          }
+        },
+        () => undefined,
+      );
     });
   }
 
@@ -198,9 +240,14 @@ export class RedlockStore implements LockStore {
    * the token's earlier ones, until it has run. Returns each master's release, undefined where skipped.
    */
   private releaseOnMasters(keys: readonly string[], token: string, attemptedOn?: ReadonlySet<RedisLockStore>): Array<Promise<number> | undefined> {
-    const releases = this.masters.map((master) =>
-      master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token),
-    );
+    const attempts = this.attempting.get(token);
+    const releases = this.masters.map((master, i) => {
+      const attempt = attempts?.[i];
+      if (!attempt) return master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token);
+      const now = master.release(keys, token);
+      const again = attempt.then((mayHold) => (mayHold ? master.release(keys, token) : 0));
+      return Promise.all([now, again]).then(([first, second]) => Math.max(first, second));
+    });
     const earlier = this.releasing.get(token);
     const settled = releases.map((release, i) => {
       const done = (release ?? Promise.resolve()).then(() => undefined, () => undefined);
@@ -213,6 +260,23 @@ export class RedlockStore implements LockStore {
       if (this.releasing.get(token) === settled) this.releasing.delete(token);
     });
     return releases;
+  }
+
+  /** Remembers the token's attempt on master `i` until Redis has answered it (see `attempting`). */
+  private awaitAnswer(token: string, i: number, sent: Promise<AcquireOutcome>): void {
+    let pending = this.attempting.get(token);
+    if (!pending) this.attempting.set(token, (pending = this.masters.map(() => undefined)));
+    const answered = sent.then(
+      (outcome) => outcome.acquired,
+      () => true,
+    );
+    pending[i] = answered;
+    void answered.then(() => {
+      const now = this.attempting.get(token);
+      if (now?.[i] !== answered) return;
+      now[i] = undefined;
+      if (now.every((attempt) => attempt === undefined)) this.attempting.delete(token);
+    });
   }
 
   /**
