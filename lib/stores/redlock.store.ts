@@ -30,13 +30,15 @@ export class RedlockStore implements LockStore {
    */
   private readonly releasing = new Map<string, Array<Promise<void>>>();
   /**
-   * Per token, on each master, its attempt there until Redis has answered it: whether the answer
-   * may have left a hold (anything but busy). A release of the token there is sent again once it
-   * is answered: a quorum can grant the lock (and the caller release it) before a slower master
-   * answers, and an attempt Redis answered NOSCRIPT is re-sent after whatever was sent meanwhile,
-   * so it may run after the first release and keep its hold.
+   * Per token, on each master, work there whose effect may still land: an attempt or a write-back
+   * Redis has not answered yet, or the second release sent behind one (see releaseOnMasters).
+   * Each settles to whether it may have left a hold there. A release of the token there is sent
+   * again once it settles, and the token's next attempt there waits for it: a quorum can grant the
+   * lock (and the caller release it) before a slower master answers, an attempt Redis answered
+   * NOSCRIPT is re-sent after whatever was sent meanwhile, and ioredis re-sends unanswered commands
+   * after a reconnect, so any of them may run after a release sent at once.
    */
-  private readonly attempting = new Map<string, Array<Promise<boolean> | undefined>>();
+  private readonly inFlight = new Map<string, Array<Promise<boolean> | undefined>>();
 
   private constructor(private readonly masters: RedisLockStore[]) {
     this.quorum = Math.floor(masters.length / 2) + 1;
@@ -58,21 +60,22 @@ export class RedlockStore implements LockStore {
     // Decided as soon as the answer is known: a quorum granted, or too many masters said busy or
     // failed for a quorum to remain. Slower masters are not waited for.
     const releasing = this.releasing.get(token);
+    const inFlight = this.inFlight.get(token);
     /** Masters this call's attempt was sent to (the give-back below goes there whatever their state). */
     const sentTo = new Set<RedisLockStore>();
     let decided = false;
     const attempt = (master: RedisLockStore, i: number): Promise<AcquireOutcome> => {
       sentTo.add(master);
       const sent = master.acquire(keys, token, ttl, masterIntent);
-      this.awaitAnswer(token, i, sent);
+      this.trackInFlight(token, i, sent.then((outcome) => outcome.acquired, () => true));
       return sent;
     };
     const replies = await this.onMasters(
       (master, i) => {
-        const pending = releasing?.[i];
-        if (!pending) return attempt(master, i);
+        const before = [releasing?.[i], inFlight?.[i]].filter((pending) => pending !== undefined);
+        if (before.length === 0) return attempt(master, i);
         // Sent once this token's releases there have run; never once the call was decided without it.
-        return pending.then(() => {
+        return Promise.all(before).then(() => {
           if (decided) throw new Error('attempt not sent: decided without this master');
           return attempt(master, i);
         });
@@ -147,7 +150,8 @@ export class RedlockStore implements LockStore {
    * lost although no one else could ever take it. Safe because the quorum holds the lease: no one
    * else can hold it by quorum meanwhile, and a key someone took on that master stays theirs (NX).
    * Skipped once the lease is no longer held: its release was then sent first, and the write-back
-   * would outlive it.
+   * would outlive it. A write-back still unanswered when the lease is released (ioredis re-sends
+   * it after a reconnect) is followed by a second release there, as an attempt is (see `inFlight`).
    */
   private restoreWhereLost(renewals: readonly Renewal[], results: ReadonlyArray<boolean | Error>, sent: ReadonlyArray<Promise<Array<boolean | Error>> | undefined>): void {
     const restorable = renewals.flatMap((renewal, i) =>
@@ -160,7 +164,10 @@ export class RedlockStore implements LockStore {
           for (const i of restorable) {
             const { keys, token, fences, ttl, stillHeld } = renewals[i];
             if (answers[i] !== false || !stillHeld?.()) continue;
-            this.masters[m].restoreHold(keys, token, fences as readonly number[], ttl).catch(() => undefined);
+            // Work of the token still in flight there (an attempt not yet answered) is waited for too.
+            const earlier = this.inFlight.get(token)?.[m];
+            const written = this.masters[m].restoreHold(keys, token, fences as readonly number[], ttl).then(() => true, () => true);
+            this.trackInFlight(token, m, earlier ? Promise.all([earlier, written]).then(() => true) : written);
           }
         },
         () => undefined,
@@ -240,12 +247,13 @@ export class RedlockStore implements LockStore {
    * the token's earlier ones, until it has run. Returns each master's release, undefined where skipped.
    */
   private releaseOnMasters(keys: readonly string[], token: string, attemptedOn?: ReadonlySet<RedisLockStore>): Array<Promise<number> | undefined> {
-    const attempts = this.attempting.get(token);
+    const inFlight = this.inFlight.get(token);
     const releases = this.masters.map((master, i) => {
-      const attempt = attempts?.[i];
-      if (!attempt) return master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token);
+      const pending = inFlight?.[i];
+      if (!pending) return master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token);
       const now = master.release(keys, token);
-      const again = attempt.then((mayHold) => (mayHold ? master.release(keys, token) : 0));
+      const again = pending.then((mayHold) => (mayHold ? master.release(keys, token) : 0));
+      this.trackInFlight(token, i, again.then(() => false, () => true));
       return Promise.all([now, again]).then(([first, second]) => Math.max(first, second));
     });
     const earlier = this.releasing.get(token);
@@ -262,20 +270,16 @@ export class RedlockStore implements LockStore {
     return releases;
   }
 
-  /** Remembers the token's attempt on master `i` until Redis has answered it (see `attempting`). */
-  private awaitAnswer(token: string, i: number, sent: Promise<AcquireOutcome>): void {
-    let pending = this.attempting.get(token);
-    if (!pending) this.attempting.set(token, (pending = this.masters.map(() => undefined)));
-    const answered = sent.then(
-      (outcome) => outcome.acquired,
-      () => true,
-    );
-    pending[i] = answered;
-    void answered.then(() => {
-      const now = this.attempting.get(token);
-      if (now?.[i] !== answered) return;
+  /** Remembers work of the token on master `i` until it settles (see `inFlight`); it replaces earlier work there, which it follows. */
+  private trackInFlight(token: string, i: number, settled: Promise<boolean>): void {
+    let pending = this.inFlight.get(token);
+    if (!pending) this.inFlight.set(token, (pending = this.masters.map(() => undefined)));
+    pending[i] = settled;
+    void settled.then(() => {
+      const now = this.inFlight.get(token);
+      if (now?.[i] !== settled) return;
       now[i] = undefined;
-      if (now.every((attempt) => attempt === undefined)) this.attempting.delete(token);
+      if (now.every((work) => work === undefined)) this.inFlight.delete(token);
     });
   }
 
