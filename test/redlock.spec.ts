@@ -204,6 +204,51 @@ describe('Redlock over three independent masters', () => {
   });
 });
 
+describe('Redlock: writing a lease back on a master that lost it', () => {
+  afterAll(async () => {
+    await stopAllRedisServers();
+  });
+
+  it('happens only after a quorum renewed it, and only while the lease is still held', async () => {
+    const masters = await RedisServer.startMany(3);
+    const admins = masters.map((m) => m.client({ maxRetriesPerRequest: 1 }));
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 })), 'lock:');
+    const intent = { announceFor: 0, mode: undefined } as const;
+    const lockKey = (key: string) => `lock:{${key}}`;
+    try {
+      const take = async (key: string) => {
+        const token = newOwnerToken();
+        const outcome = await store.acquire([key], token, 30_000, intent);
+        if (!outcome.acquired) throw new Error(`${key} not acquired`);
+        await eventually(async () => (await Promise.all(admins.map((c) => c.exists(lockKey(key))))).every((n) => n === 1), 10_000, `every master to hold ${key}`);
+        return { token, fences: outcome.fences };
+      };
+      // Released meanwhile (state no longer "held"): master 0 lost the key, and it stays lost.
+      const released = await take('wb:released');
+      await admins[0].del(lockKey('wb:released'));
+      const renewal = { keys: ['wb:released'], token: released.token, ttl: 30_000, fences: released.fences };
+      expect(await store.extend([{ ...renewal, stillHeld: () => false }])).toEqual([true]);
+      // No quorum renewed it (two masters lost it): nothing is written back anywhere.
+      const lost = await take('wb:lost');
+      await admins[0].del(lockKey('wb:lost'));
+      await admins[1].del(lockKey('wb:lost'));
+      expect(await store.extend([{ keys: ['wb:lost'], token: lost.token, ttl: 30_000, fences: lost.fences, stillHeld: () => true }])).toEqual([false]);
+      // Still held: written back on master 0 with the lease's fence.
+      const held = await take('wb:held');
+      await admins[0].del(lockKey('wb:held'));
+      expect(await store.extend([{ keys: ['wb:held'], token: held.token, ttl: 30_000, fences: held.fences, stillHeld: () => true }])).toEqual([true]);
+      await eventually(async () => (await admins[0].get(lockKey('wb:held'))) === `${held.token}:${held.fences[0]}`, 10_000, 'master 0 to hold wb:held again');
+      // Master 0 answers renewals in order, and a write-back goes out as its answer comes in, on the
+      // same connection: one for wb:released or wb:lost would have run before this one.
+      expect(await admins[0].exists(lockKey('wb:released'))).toBe(0);
+      expect(await Promise.all([0, 1].map((i) => admins[i].exists(lockKey('wb:lost'))))).toEqual([0, 0]);
+    } finally {
+      await store.close();
+      await Promise.all(admins.map((c) => c.quit().catch(() => undefined)));
+    }
+  }, 60_000);
+});
+
 describe('Redlock: a release that meets NOSCRIPT on one master', () => {
   afterAll(async () => {
     await stopAllRedisServers();
