@@ -249,19 +249,30 @@ describe('Redlock: writing a lease back on a master that lost it', () => {
   }, 60_000);
 });
 
+/** A RedlockStore over three fresh masters, the first reached through a TcpProxy (to slow its replies), and a direct client to each. */
+async function startMastersFirstBehindProxy() {
+  const masters = await RedisServer.startMany(3);
+  const proxy = await TcpProxy.start(masters[0].port);
+  const admins = masters.map((m) => m.client({ maxRetriesPerRequest: 1 }));
+  const store = RedlockStore.create(
+    [{ host: masters[0].host, port: proxy.port }, ...masters.slice(1).map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 }))],
+    'lock:',
+  );
+  const close = async () => {
+    await store.close();
+    await proxy.close();
+    await Promise.all(admins.map((c) => c.quit().catch(() => undefined)));
+  };
+  return { proxy, admins, store, close };
+}
+
 describe('Redlock: a release that meets NOSCRIPT on one master', () => {
   afterAll(async () => {
     await stopAllRedisServers();
   });
 
   it("still runs there before the same token's next attempt, so a quorum counting that master really holds the lock", async () => {
-    const masters = await RedisServer.startMany(3);
-    const proxy = await TcpProxy.start(masters[0].port);
-    const admins = masters.map((m) => m.client({ maxRetriesPerRequest: 1 }));
-    const store = RedlockStore.create(
-      [{ host: masters[0].host, port: proxy.port }, ...masters.slice(1).map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 }))],
-      'lock:',
-    );
+    const { proxy, admins, store, close } = await startMastersFirstBehindProxy();
     const key = 'rl:noscript';
     const holderOn = async (i: number) => ownerOf(await admins[i].get(`lock:{${key}}`));
     const intent = { announceFor: 0, mode: undefined } as const;
@@ -292,20 +303,12 @@ describe('Redlock: a release that meets NOSCRIPT on one master', () => {
       await store.release([key], token);
       await admins[2].del(`lock:{${key}}`);
     } finally {
-      await store.close();
-      await proxy.close();
-      await Promise.all(admins.map((c) => c.quit().catch(() => undefined)));
+      await close();
     }
   }, 60_000);
 
   it("an attempt there that Redis answers NOSCRIPT still runs before the lease's release, so nothing is left behind", async () => {
-    const masters = await RedisServer.startMany(3);
-    const proxy = await TcpProxy.start(masters[0].port);
-    const admins = masters.map((m) => m.client({ maxRetriesPerRequest: 1 }));
-    const store = RedlockStore.create(
-      [{ host: masters[0].host, port: proxy.port }, ...masters.slice(1).map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 }))],
-      'lock:',
-    );
+    const { proxy, admins, store, close } = await startMastersFirstBehindProxy();
     const key = 'rl:noscript-attempt';
     const intent = { announceFor: 0, mode: undefined } as const;
     try {
@@ -332,9 +335,7 @@ describe('Redlock: a release that meets NOSCRIPT on one master', () => {
       await new Promise((resolve) => setTimeout(resolve, 2_000)); // a release still on its way has landed by now
       expect(await Promise.all([0, 1, 2].map((i) => admins[i].get(`lock:{${key}}`)))).toEqual([null, null, null]);
     } finally {
-      await store.close();
-      await proxy.close();
-      await Promise.all(admins.map((c) => c.quit().catch(() => undefined)));
+      await close();
     }
   }, 60_000);
 });
