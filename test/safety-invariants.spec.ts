@@ -93,3 +93,35 @@ describe('safety checker, invariant 6: a wait that outlived its deadline', () =>
     expect(invariant6([...longWait, { ev: 'fault', kind: 'pause', target: 1, start: 2_000, end: 3_000 }])).toHaveLength(1);
   });
 });
+
+describe('safety checker, invariant 11: a hold in Redis ends with its owner', () => {
+  // Call 1.1 held "k" with token "aa" from 1,000 to its end at 1,400; call 1.2 tried "k" and failed.
+  const history: HistoryEvent[] = [
+    { ev: 'call', id: '1.1', app: 0, child: 0, worker: 0, via: 'acquire', keys: ['k'], ttl: 10_000, wait: 0, t: 1_000 },
+    { ev: 'grant', id: '1.1', t: 1_010, fences: { k: 1 }, token: 'aa', exp: 11_000, aborted: false },
+    { ev: 'release', id: '1.1', t: 1_390 },
+    { ev: 'end', id: '1.1', t: 1_400, result: 'ok' },
+    { ev: 'call', id: '1.2', app: 0, child: 0, worker: 1, via: 'tryAcquire', keys: ['k'], ttl: 10_000, wait: 0, t: 2_000 },
+    { ev: 'end', id: '1.2', t: 3_000, result: 'error', error: { name: 'LockUnavailableError', message: 'Lock "k" could not be taken' } },
+  ];
+  const held = (token: string, first: number, last: number): HistoryEvent => ({ ev: 'held', server: 0, key: 'safety:{k}', token, first, last });
+  const invariant11 = (events: HistoryEvent[]) => violationsOf(11, events);
+
+  it("accepts a granted hold seen until its call ended, and a failed attempt's until every call on the key ended", () => {
+    expect(invariant11([...history, held('aa', 1_010, 1_400 + 1_000), held('bb', 2_500, 3_000 + 1_000)])).toEqual([]);
+  });
+
+  it('flags a granted hold still seen well after its call ended (its release did not take)', () => {
+    expect(invariant11([...history, held('aa', 1_010, 5_000)])).toHaveLength(1);
+  });
+
+  it('flags a hold no call was granted, still seen well after every call on the key ended', () => {
+    expect(invariant11([...history, held('bb', 2_500, 6_000)])).toHaveLength(1);
+  });
+
+  it('is excused by a fault that can stop a release, but not by lost scripts', () => {
+    const fault = (kind: string): HistoryEvent => ({ ev: 'fault', kind, target: 0, start: 1_300, end: 1_600 });
+    expect(invariant11([...history, fault('cut'), held('aa', 1_010, 5_000)])).toEqual([]);
+    expect(invariant11([...history, fault('lostScripts'), held('aa', 1_010, 5_000)])).toHaveLength(1);
+  });
+});

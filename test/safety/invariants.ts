@@ -10,6 +10,7 @@
  * renewed up to then. Overlaps are judged on valid intervals only.
  */
 import type { TopologyName } from './schedule.js';
+import { lockKeyOf } from '../../lib/stores/redis.store.js';
 
 export interface ErrorInfo {
   name: string;
@@ -34,6 +35,8 @@ export type HistoryEvent =
   | { ev: 'unhandled'; t: number; error: ErrorInfo }
   | { ev: 'fault'; kind: string; target: number; start: number; end: number; detail?: string }
   | { ev: 'leftover'; port: number; key: string }
+  /** The runner's samples: a hold of `key` by `token` on data server `server`, first and last seen. */
+  | { ev: 'held'; server: number; key: string; token: string; first: number; last: number }
   | { ev: 'conn'; app: number; child: number; server: number; up: boolean; t: number }
   | { ev: string; [field: string]: unknown };
 
@@ -94,6 +97,10 @@ const CALL_BOUND = 1_000;
 const WAIT_SLACK = 2_500;
 /** Several poll intervals: how long a waiting writer may take to make itself known. */
 const WRITER_SLACK = 1_000;
+/** How long a hold may still be seen after its owner's call ended: the release's round trip on a loaded machine. */
+const HOLD_SLACK = 1_500;
+/** The key prefix of the checker's apps (topology.ts). */
+const PREFIX = 'safety:';
 /** After a fault ends, clients need a moment to reconnect. */
 const RECOVERY = 2_500;
 
@@ -108,6 +115,7 @@ export const INVARIANTS: Record<number, string> = {
   8: 'writer preference: no reader or permit holder admitted past a waiting writer, no writer starved by them',
   9: 'waitForReplicas: no grant made entirely while the only replica was frozen',
   10: 'nothing left in the store after all clients stopped and leases ran out',
+  11: 'a hold in Redis ends with its owner: gone once the call granted it (or, never granted, every call that may have taken it) ended',
 };
 
 export function buildCalls(events: HistoryEvent[]): { calls: Call[]; faults: FaultWindow[]; stalls: FaultWindow[]; byId: Map<string, Call> } {
@@ -383,7 +391,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     for (const [, d] of edges) most = Math.max(most, (down += d));
     return most;
   };
-  const explains = (call: Call, start: number, end: number) => {
+  const explains = (call: Call, start: number, end: number, renewal = false) => {
     // Redlock: a majority of this app's master connections down at once (e.g. one master killed
     // while another, restarted a moment ago, is still being reconnected with ioredis' backoff).
     if (context.topology === 'redlock' && mostDown(call.app, Math.max(start, end - CALL_BOUND) - EPS, end + EPS) >= 2) return true;
@@ -396,6 +404,9 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     const keyLost = faults.filter((f) => f.kind === 'killMaster' && f.start <= end && f.end >= call.callT);
     const mastersDown = new Set([...near, ...keyLost].filter((f) => f.kind === 'killMaster').map((f) => f.target));
     if (mastersDown.size >= 2) return true;
+    // A lease may be held on a bare quorum (the other master answered busy, or not yet): losing one
+    // of those masters loses the quorum of its renewals until the write-back at a confirmed renewal.
+    if (renewal && keyLost.length > 0) return true;
     return near.some((f) => {
       if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child || f.target === -1;
       return f.kind === 'restart' || f.kind === 'freezeReplica' || f.kind === 'killMajority';
@@ -414,7 +425,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   };
   for (const call of calls) {
     const parent = call.parent ? byId.get(call.parent) : undefined;
-    const checkError = (error: ErrorInfo, start: number, end: number, what: string) => {
+    const checkError = (error: ErrorInfo, start: number, end: number, what: string, renewal = false) => {
       if (error.abort || error.name === 'LockNotAcquiredError' || error.name === 'LockLostError') return;
       if (error.name === 'LockConfigError') {
         // A permits mismatch: this call, or a caller that got in first (even an attempt later rolled back), differs.
@@ -432,12 +443,12 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
         const nestedOtherShape = parent !== undefined && kindOf(parent) !== kindOf(call);
         if (mismatch || nestedOtherShape) return;
       }
-      if (error.name === 'LockUnavailableError' && explains(call, start, end)) return;
+      if (error.name === 'LockUnavailableError' && explains(call, start, end, renewal)) return;
       if (error.name === 'LockUnavailableError' && lateReplyObserved(error, start, end)) return;
       add(7, `${call.id} ${what}: ${error.name}: ${error.message}${error.cause ? ` (cause: ${error.cause})` : ''}`, [call], [start, end]);
     };
     if (call.error) checkError(call.error, call.callT, call.endT ?? call.callT, `${call.via} ${JSON.stringify(call.keys)}`);
-    for (const ext of call.extends) if (ext.error) checkError(ext.error, ext.t0, ext.t, 'extend');
+    for (const ext of call.extends) if (ext.error) checkError(ext.error, ext.t0, ext.t, 'extend', true);
   }
   for (const e of events as Array<Record<string, any>>) {
     if (e.ev === 'unhandled') {
@@ -504,6 +515,35 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
     if (e.ev === 'leftover') {
       violations.push({ invariant: 10, title: INVARIANTS[10], message: `left in Redis (port ${e.port}): ${e.key}`, calls: [], faults: [] });
+    }
+  }
+
+  // 11. A hold ends with its owner. A token some call was granted: its key is gone once that call
+  // ended (its release has run). A token no call was granted (an attempt that failed, timed out or
+  // was given back): gone once every call on that key that may have taken it has ended. Each give
+  // or take HOLD_SLACK. Any fault that can stop a release (not lostScripts: a release Redis answers
+  // NOSCRIPT still runs) excuses it: the hold then lasts until its ttl.
+  const grantedTo = new Map<string, Call[]>();
+  for (const call of calls) if (call.grant) grantedTo.set(call.grant.token, [...(grantedTo.get(call.grant.token) ?? []), call]);
+  const callsOnKey = new Map<string, Call[]>();
+  for (const call of calls) for (const key of call.keys) callsOnKey.set(lockKeyOf(PREFIX, key), [...(callsOnKey.get(lockKeyOf(PREFIX, key)) ?? []), call]);
+  const releaseStopped = (from: number, to: number) => faults.some((f) => f.kind !== 'lostScripts' && f.start <= to && f.end + RECOVERY >= from);
+  for (const e of events as Array<Record<string, any>>) {
+    if (e.ev !== 'held') continue;
+    const owners = grantedTo.get(e.token);
+    if (owners) {
+      if (owners.some((c) => c.endT === undefined)) continue;
+      const ended = Math.max(...owners.map((c) => c.endT as number));
+      if (e.last > ended + HOLD_SLACK && !releaseStopped(ended - CALL_BOUND, e.last)) {
+        add(11, `${e.key} held by ${owners[0].id}'s token on server ${e.server}, seen ${(e.last - ended).toFixed(0)} ms after that call ended`, owners, [ended, e.last]);
+      }
+      continue;
+    }
+    const mayHaveTaken = (callsOnKey.get(e.key) ?? []).filter((c) => c.callT <= e.last + EPS);
+    if (mayHaveTaken.some((c) => c.endT === undefined)) continue;
+    const ended = Math.max(Number.NEGATIVE_INFINITY, ...mayHaveTaken.map((c) => c.endT as number));
+    if (e.last > ended + HOLD_SLACK && !releaseStopped(ended - CALL_BOUND, e.last)) {
+      add(11, `${e.key} held on server ${e.server} by a token no call was granted, seen ${(e.last - ended).toFixed(0)} ms after every call on it ended`, mayHaveTaken.slice(-3), [ended, e.last]);
     }
   }
 

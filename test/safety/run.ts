@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { clockCorrection, readClock, shiftTimes, type ClockReading, type ClockSample } from './clock-offset.js';
 import { check, describeViolation, type HistoryEvent, type Violation } from './invariants.js';
 import { FAIR_KEYS, fairAppWorkers, fairWorkerOps, faultPlan, keySpace, workerOps, type Fault, type Op, type TopologyName } from './schedule.js';
-import { leftovers, startTopology } from './topology.js';
+import { leftovers, sampleHolds, startTopology } from './topology.js';
+import { adminCall } from '../support/redis-admin.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKER = path.join(ROOT, 'test/fixtures/safety-worker.mjs');
@@ -198,6 +199,29 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     const send = (child: Child, line: string) => child.process.stdin!.write(`${line}\n`);
     t0 = now();
     children.forEach((child) => send(child, 'go'));
+    // Every ~100 ms, what each server holds: first and last sight of each (server, key, token). A
+    // sight is timed when the look was sent, which is no later than the instant Redis answered for.
+    const sights = new Map<string, { server: number; key: string; token: string; first: number; last: number }>();
+    let sampling = true;
+    // Masters only: a replica's copy of a released key goes a moment later.
+    const ports = topology.dataPorts();
+    const roles = await Promise.all(ports.map((port) => adminCall(port, 'ROLE').then((role) => (role as string[])[0], () => 'master')));
+    const sampler = (async () => {
+      while (sampling) {
+        for (let server = 0; server < ports.length; server++) {
+          if (roles[server] !== 'master') continue;
+          const t = now();
+          const holds = await sampleHolds(ports[server]).catch(() => []);
+          for (const [key, token] of holds) {
+            const id = `${server} ${key} ${token}`;
+            const sight = sights.get(id);
+            if (sight) sight.last = t;
+            else sights.set(id, { server, key, token, first: t, last: t });
+          }
+        }
+        await sleep(100);
+      }
+    })();
 
     const paused = new Set<number>();
     const pauseChild = (index: number, pause: boolean) => {
@@ -220,6 +244,9 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
       for (const index of paused) pauseChild(index, false);
     }
     await sleep(t0 + durationMs - now());
+    sampling = false;
+    await sampler;
+    for (const sight of sights.values()) events.push({ ev: 'held', ...sight });
     children.forEach((child) => send(child, 'stop'));
     await Promise.all(children.map((child) => waitFor(child, 'stopped', 30_000)));
     for (const child of children) clocksAfter.push(await measureClock(child));

@@ -116,7 +116,11 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
       let flushes = 0;
       while (Date.now() < until) {
         const latency = steps % 2 === 0 ? fault.amount : [130, 10, 220, 170][(fault.amount + steps) % 4];
-        for (const proxy of proxies) proxy.setLatency(latency, 'toClient');
+        // Redlock (one proxy per master): one master's replies, in turn, lag behind the others'. A
+        // quorum then decides, and the caller may release, before that master's NOSCRIPT answer to
+        // the attempt is back: the attempt, re-sent in full, runs there after the release.
+        const lagging = servers.length > 1 ? steps % proxies.length : -1;
+        proxies.forEach((proxy, i) => proxy.setLatency(latency + (i === lagging ? 150 : 0), 'toClient'));
         const stepEnds = Math.min(until, Date.now() + 60 + ((fault.amount + 37 * steps) % 240));
         while (Date.now() < stepEnds) {
           await Promise.all(servers.map((port) => keepPartOfScriptCache(port, fault.amount * 31 + flushes)));
@@ -339,4 +343,30 @@ export async function leftovers(port: number): Promise<string[]> {
     described.push(`${JSON.stringify(key)} (pttl ${String(pttl)})`);
   }
   return described;
+}
+
+/**
+ * The exclusive holds on one server right now, as [key, owner token] pairs: every key of the run's
+ * prefix whose string value is `<token>:<fence>` (markers hold "1", fence counters a plain number).
+ * One script, so one consistent look at the server.
+ */
+const SAMPLE_HOLDS_LUA = `
+local out = {}
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+  if redis.call('TYPE', key).ok == 'string' then
+    local value = redis.call('GET', key)
+    local token = value and string.match(value, '^(%x+):%d+')
+    if token then
+      out[#out + 1] = key
+      out[#out + 1] = token
+    end
+  end
+end
+return out`;
+
+export async function sampleHolds(port: number): Promise<Array<[string, string]>> {
+  const flat = (await adminCall(port, 'EVAL', SAMPLE_HOLDS_LUA, 0, `${PREFIX}*`)) as string[];
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
+  return pairs;
 }
