@@ -143,8 +143,9 @@ export class RedlockStore implements LockStore {
   }
 
   /**
-   * A master that restarted without its data forgot the locks held when it went down, and refuses
-   * their renewals. Where a quorum of the others renewed a lease just now, the lease is written back
+   * A master that restarted without its data forgot the locks held when it went down, and one that
+   * was out longer than a lease's ttl let it expire while the others renewed it: it refuses their
+   * renewals. Where a quorum of the others renewed a lease just now, the lease is written back
    * there (also when that master answers after the quorum decided): otherwise every such restart
    * leaves a long-held lock with one master fewer, and after a rolling restart of the masters it is
    * lost although no one else could ever take it. Safe because the quorum holds the lease: no one

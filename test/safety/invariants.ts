@@ -398,9 +398,9 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     const near = faults.filter((f) => f.start <= end && f.end + RECOVERY >= start);
     // One Redlock master down never explains it; a restarted master counts as down until its
     // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do. A master
-    // killed at any time since the call began restarted empty (no persistence), so it may not hold
-    // this call's key (the write-back comes only with a renewal a quorum confirmed): a renewal it
-    // refuses counts like one it cannot be reached for.
+    // killed at any time since the call began may not hold this call's key any more (it expired
+    // there while no renewal could reach it; the write-back comes only with a renewal a quorum
+    // confirmed): a renewal it refuses counts like one it cannot be reached for.
     const keyLost = faults.filter((f) => f.kind === 'killMaster' && f.start <= end && f.end >= call.callT);
     const mastersDown = new Set([...near, ...keyLost].filter((f) => f.kind === 'killMaster').map((f) => f.target));
     if (mastersDown.size >= 2) return true;
