@@ -461,7 +461,7 @@ export class RedisLockStore implements LockStore {
 
   /**
    * Redlock: writes an exclusive hold back on this master, which lost it (restarted without its
-   * data) while a quorum of the others still holds it, and raises its fence counters to the lease's
+   * data, or let it expire while out) while a quorum of the others still holds it, and raises its fence counters to the lease's
    * fences. Only where the key is free (NX): a key someone else took here stays theirs. Plain SET,
    * never a script: ioredis re-sends a script Redis answered NOSCRIPT to after whatever was sent
    * meanwhile, and a write-back run after the lease's release would leave an orphan hold behind.
