@@ -128,6 +128,8 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
   const fairWorkers = fairAppWorkers(name);
   if (fairWorkers > 0) probeKeys.push(...FAIR_KEYS.map((key): [string, object[]] => [key, [{}, { fair: true }]]));
   let t0 = now();
+  /** The sampler of holds (below) runs while this is true; cleared on every way out. */
+  let sampling = false;
   try {
     for (let c = 0; c < topology.children; c++) {
       const apps = [];
@@ -202,7 +204,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     // Every ~100 ms, what each server holds: first and last sight of each (server, key, token). A
     // sight is timed when the look was sent, which is no later than the instant Redis answered for.
     const sights = new Map<string, { server: number; key: string; token: string; first: number; last: number }>();
-    let sampling = true;
+    sampling = true;
     // Masters only: a replica's copy of a released key goes a moment later.
     const ports = topology.dataPorts();
     const roles = await Promise.all(ports.map((port) => adminCall(port, 'ROLE').then((role) => (role as string[])[0], () => 'master')));
@@ -262,6 +264,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
       for (const key of await leftovers(port)) events.push({ ev: 'leftover', port, key });
     }
   } finally {
+    sampling = false;
     for (const child of children) {
       if (child.process.exitCode === null && child.process.pid !== undefined) {
         try {
