@@ -9,7 +9,7 @@
  * the time was before its `expiresAt`: a lease can only still be valid at t if it was continuously
  * renewed up to then. Overlaps are judged on valid intervals only.
  */
-import type { TopologyName } from './schedule.js';
+import { PREFIX, type TopologyName } from './schedule.js';
 import { lockKeyOf } from '../../lib/stores/redis.store.js';
 
 export interface ErrorInfo {
@@ -105,8 +105,6 @@ const HOLD_SLACK = 1_500;
  * 150) ms). A hold the bug leaves behind lasts its whole ttl, well past this.
  */
 const LOST_SCRIPTS_SLACK = 3_000;
-/** The key prefix of the checker's apps (topology.ts). */
-const PREFIX = 'safety:';
 /** After a fault ends, clients need a moment to reconnect. */
 const RECOVERY = 2_500;
 
@@ -532,7 +530,9 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   const grantedTo = new Map<string, Call[]>();
   for (const call of calls) if (call.grant) grantedTo.set(call.grant.token, [...(grantedTo.get(call.grant.token) ?? []), call]);
   const callsOnKey = new Map<string, Call[]>();
-  for (const call of calls) for (const key of call.keys) callsOnKey.set(lockKeyOf(PREFIX, key), [...(callsOnKey.get(lockKeyOf(PREFIX, key)) ?? []), call]);
+  for (const call of calls) {
+    for (const lockKey of call.keys.map((key) => lockKeyOf(PREFIX, key))) callsOnKey.set(lockKey, [...(callsOnKey.get(lockKey) ?? []), call]);
+  }
   const releaseStopped = (from: number, to: number) => faults.some((f) => f.kind !== 'lostScripts' && f.start <= to && f.end + RECOVERY >= from);
   const slackAfter = (from: number, to: number) =>
     HOLD_SLACK + (faults.some((f) => f.kind === 'lostScripts' && f.start <= to && f.end + RECOVERY >= from) ? LOST_SCRIPTS_SLACK : 0);

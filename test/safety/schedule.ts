@@ -59,6 +59,9 @@ export interface KeySpace {
   leader: string[];
 }
 
+/** The lock prefix of every app in a run (its keys in Redis are `<prefix>{K}` and siblings). */
+export const PREFIX = 'safety:';
+
 /**
  * Keys with odd characters on purpose: an unbalanced or empty hash tag (`}order:42`, `{}`, `x}{y`),
  * a hash tag inside the key (`{a}b`), a newline, an emoji. On a Cluster the plain keys land in

@@ -14,9 +14,8 @@ import { RedisCluster } from '../support/redis-cluster.js';
 import { RedisSentinelSet } from '../support/redis-sentinel.js';
 import { RedisServer } from '../support/redis-server.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
-import type { Fault, TopologyName } from './schedule.js';
+import { PREFIX, type Fault, type TopologyName } from './schedule.js';
 
-export const PREFIX = 'safety:';
 /** Waiters poll (and refresh their "wanted" / "writer waiting" marks) this often. */
 export const POLL_INTERVAL = 150;
 
