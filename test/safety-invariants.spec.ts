@@ -119,6 +119,18 @@ describe('safety checker, invariant 11: a hold in Redis ends with its owner', ()
     expect(invariant11([...history, held('bb', 2_500, 6_000)])).toHaveLength(1);
   });
 
+  it('judges a hold no call was granted by the calls that had started when it was first seen, not by later ones', () => {
+    // Call 1.3 started on "k" after "bb" was first seen and is still waiting at 6,000: it cannot own "bb".
+    const later: HistoryEvent[] = [
+      { ev: 'call', id: '1.3', app: 0, child: 0, worker: 2, via: 'acquire', keys: ['k'], ttl: 600, wait: 5_000, t: 3_500 },
+      { ev: 'end', id: '1.3', t: 8_500, result: 'error', error: { name: 'LockNotAcquiredError', message: 'Lock "k" is busy' } },
+    ];
+    const orphan = { ...held('bb', 2_500, 6_000), firstAnswered: 2_510 } as HistoryEvent;
+    expect(invariant11([...history, ...later, orphan])).toHaveLength(1);
+    // Without the time of the first answer, any call begun before the last sight may own it (1.3 did not end before it).
+    expect(invariant11([...history, ...later, held('bb', 2_500, 6_000)])).toEqual([]);
+  });
+
   it('is excused by a fault that can stop a release; lost scripts only lengthen the slack, by less than a ttl', () => {
     const fault = (kind: string): HistoryEvent => ({ ev: 'fault', kind, target: 0, start: 1_300, end: 1_600 });
     expect(invariant11([...history, fault('cut'), held('aa', 1_010, 9_000)])).toEqual([]);

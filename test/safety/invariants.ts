@@ -36,7 +36,12 @@ export type HistoryEvent =
   | { ev: 'fault'; kind: string; target: number; start: number; end: number; detail?: string }
   | { ev: 'leftover'; port: number; key: string }
   /** The runner's samples: a hold of `key` by `token` on data server `server`, first and last seen. */
-  | { ev: 'held'; server: number; key: string; token: string; first: number; last: number }
+  /**
+   * A (server, key, token) seen by the hold sampler: `first` and `last` are when the looks that saw
+   * it were sent; `firstAnswered` is when the first of them was answered (the token was in Redis by
+   * then, so the call that put it there had started).
+   */
+  | { ev: 'held'; server: number; key: string; token: string; first: number; last: number; firstAnswered?: number }
   | { ev: 'conn'; app: number; child: number; server: number; up: boolean; t: number }
   | { ev: string; [field: string]: unknown };
 
@@ -524,8 +529,9 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
 
   // 11. A hold ends with its owner. A token some call was granted: its key is gone once that call
   // ended (its release has run). A token no call was granted (an attempt that failed, timed out or
-  // was given back): gone once every call on that key that may have taken it has ended. Each give
-  // or take HOLD_SLACK. Any fault that can stop a release (not lostScripts: a release Redis answers
+  // was given back): gone once every call on that key that may have taken it has ended, that is
+  // every call that had started when the token was first seen (a later call cannot own it). Each
+  // give or take HOLD_SLACK. Any fault that can stop a release (not lostScripts: a release Redis answers
   // NOSCRIPT still runs) excuses it: the hold then lasts until its ttl.
   const grantedTo = new Map<string, Call[]>();
   for (const call of calls) if (call.grant) grantedTo.set(call.grant.token, [...(grantedTo.get(call.grant.token) ?? []), call]);
@@ -547,7 +553,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
       }
       continue;
     }
-    const mayHaveTaken = (callsOnKey.get(e.key) ?? []).filter((c) => c.callT <= e.last + EPS);
+    const mayHaveTaken = (callsOnKey.get(e.key) ?? []).filter((c) => c.callT <= (e.firstAnswered ?? e.last) + EPS);
     if (mayHaveTaken.some((c) => c.endT === undefined)) continue;
     const ended = Math.max(Number.NEGATIVE_INFINITY, ...mayHaveTaken.map((c) => c.endT as number));
     if (e.last > ended + slackAfter(ended - CALL_BOUND, e.last) && !releaseStopped(ended - CALL_BOUND, e.last)) {

@@ -203,7 +203,7 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
     children.forEach((child) => send(child, 'go'));
     // Every ~100 ms, what each server holds: first and last sight of each (server, key, token). A
     // sight is timed when the look was sent, which is no later than the instant Redis answered for.
-    const sights = new Map<string, { server: number; key: string; token: string; first: number; last: number }>();
+    const sights = new Map<string, { server: number; key: string; token: string; first: number; last: number; firstAnswered: number }>();
     sampling = true;
     // Masters only: a replica's copy of a released key goes a moment later.
     const ports = topology.dataPorts();
@@ -214,11 +214,12 @@ export async function runSafety(options: SafetyOptions): Promise<SafetyResult> {
           if (roles[server] !== 'master') continue;
           const t = now();
           const holds = await sampleHolds(ports[server]).catch(() => []);
+          const answered = now();
           for (const [key, token] of holds) {
             const id = `${server} ${key} ${token}`;
             const sight = sights.get(id);
             if (sight) sight.last = t;
-            else sights.set(id, { server, key, token, first: t, last: t });
+            else sights.set(id, { server, key, token, first: t, last: t, firstAnswered: answered });
           }
         }
         await sleep(100);
