@@ -131,10 +131,29 @@ describe('safety checker, invariant 11: a hold in Redis ends with its owner', ()
     expect(invariant11([...history, ...later, held('bb', 2_500, 6_000)])).toEqual([]);
   });
 
-  it('is excused by a fault that can stop a release; lost scripts only lengthen the slack, by less than a ttl', () => {
-    const fault = (kind: string): HistoryEvent => ({ ev: 'fault', kind, target: 0, start: 1_300, end: 1_600 });
-    expect(invariant11([...history, fault('cut'), held('aa', 1_010, 9_000)])).toEqual([]);
+  it('gives a fault that holds a release back until it is over; lost scripts only lengthen the slack, by less than a ttl', () => {
+    const fault = (kind: string, target = 0): HistoryEvent => ({ ev: 'fault', kind, target, start: 1_300, end: 1_600 });
+    // Cut at 1,600, reconnected by 4,100 (RECOVERY), released by 5,600 (HOLD_SLACK).
+    expect(invariant11([...history, fault('cut'), held('aa', 1_010, 5_000)])).toEqual([]);
+    expect(invariant11([...history, fault('cut'), held('aa', 1_010, 9_000)])).toHaveLength(1);
+    expect(invariant11([...history, fault('pause'), held('aa', 1_010, 9_000)])).toHaveLength(1);
     expect(invariant11([...history, fault('lostScripts'), held('aa', 1_010, 5_000)])).toEqual([]);
     expect(invariant11([...history, fault('lostScripts'), held('aa', 1_010, 9_000)])).toHaveLength(1);
+    // Faults one after the other: each holds the release back until it is over.
+    const later: HistoryEvent = { ev: 'fault', kind: 'delay', target: 0, start: 4_000, end: 6_000 };
+    expect(invariant11([...history, fault('cut'), later, held('aa', 1_010, 9_000)])).toEqual([]);
+  });
+
+  it('is excused by a fault that can lose a release: its server restarted, or a Redlock connection cut', () => {
+    const fault = (kind: string, target = 0): HistoryEvent => ({ ev: 'fault', kind, target, start: 6_000, end: 6_500 });
+    // Restarted after the release: the key may come back from its file, until its ttl.
+    expect(invariant11([...history, fault('restart'), held('aa', 1_010, 9_000)])).toEqual([]);
+    // Another server restarted: no excuse.
+    expect(invariant11([...history, fault('restart', 1), held('aa', 1_010, 9_000)])).toHaveLength(1);
+    // A cut long after the release could not have lost it; under Redlock, one when it was sent could.
+    expect(invariant11([...history, fault('cut'), held('aa', 1_010, 9_000)])).toHaveLength(1);
+    const cutAtRelease: HistoryEvent = { ev: 'fault', kind: 'cut', target: 0, start: 1_300, end: 1_600 };
+    const redlock = check([...history, cutAtRelease, held('aa', 1_010, 9_000)], { topology: 'redlock', agreedPermits: new Map() });
+    expect(redlock.violations.filter((v) => v.invariant === 11)).toEqual([]);
   });
 });

@@ -531,24 +531,52 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   // ended (its release has run). A token no call was granted (an attempt that failed, timed out or
   // was given back): gone once every call on that key that may have taken it has ended, that is
   // every call that had started when the token was first seen (a later call cannot own it). Each
-  // give or take HOLD_SLACK. Any fault that can stop a release (not lostScripts: a release Redis answers
-  // NOSCRIPT still runs) excuses it: the hold then lasts until its ttl.
+  // give or take HOLD_SLACK, and LOST_SCRIPTS_SLACK more under lostScripts (a release Redis answers
+  // NOSCRIPT still runs, later). A fault under way by then (a paused process, replies held back,
+  // connections cut) may hold a release back, but not lose it: the hold must be gone that long
+  // after the fault is over. Only a fault that can lose it excuses a hold seen later: its server
+  // restarted from a file written before the release (the deleted key comes back), or, under
+  // Redlock, a connection cut (a release skips a master whose connection is down).
   const grantedTo = new Map<string, Call[]>();
   for (const call of calls) if (call.grant) grantedTo.set(call.grant.token, [...(grantedTo.get(call.grant.token) ?? []), call]);
   const callsOnKey = new Map<string, Call[]>();
   for (const call of calls) {
     for (const lockKey of call.keys.map((key) => lockKeyOf(PREFIX, key))) callsOnKey.set(lockKey, [...(callsOnKey.get(lockKey) ?? []), call]);
   }
-  const releaseStopped = (from: number, to: number) => faults.some((f) => f.kind !== 'lostScripts' && f.start <= to && f.end + RECOVERY >= from);
-  const slackAfter = (from: number, to: number) =>
-    HOLD_SLACK + (faults.some((f) => f.kind === 'lostScripts' && f.start <= to && f.end + RECOVERY >= from) ? LOST_SCRIPTS_SLACK : 0);
+  const under = (f: FaultWindow, from: number, to: number) => f.start <= to && f.end + RECOVERY >= from;
+  /** When a hold whose owners all ended at `ended` must be gone. */
+  const goneBy = (ended: number): number => {
+    const from = ended - CALL_BOUND;
+    let heldBackUntil = ended;
+    let slack = HOLD_SLACK;
+    for (let moved = true; moved; ) {
+      moved = false;
+      for (const f of faults) {
+        if (!under(f, from, heldBackUntil + slack)) continue;
+        if (f.kind === 'lostScripts') {
+          if (slack < HOLD_SLACK + LOST_SCRIPTS_SLACK) [slack, moved] = [HOLD_SLACK + LOST_SCRIPTS_SLACK, true];
+        } else if (f.end + RECOVERY > heldBackUntil) {
+          [heldBackUntil, moved] = [f.end + RECOVERY, true];
+        }
+      }
+    }
+    return heldBackUntil + slack;
+  };
+  const victimsOf = (f: FaultWindow): number[] =>
+    f.kind === 'restart' || f.kind === 'killMaster' ? [f.target] : f.kind === 'killMajority' ? [f.target, (f.target + 1) % 3] : [];
+  const mayBeLost = (server: number, ended: number, last: number) =>
+    faults.some(
+      (f) =>
+        (victimsOf(f).includes(server) && under(f, ended - CALL_BOUND, last)) ||
+        (context.topology === 'redlock' && f.kind === 'cut' && under(f, ended - CALL_BOUND, goneBy(ended))),
+    );
   for (const e of events as Array<Record<string, any>>) {
     if (e.ev !== 'held') continue;
     const owners = grantedTo.get(e.token);
     if (owners) {
       if (owners.some((c) => c.endT === undefined)) continue;
       const ended = Math.max(...owners.map((c) => c.endT as number));
-      if (e.last > ended + slackAfter(ended - CALL_BOUND, e.last) && !releaseStopped(ended - CALL_BOUND, e.last)) {
+      if (e.last > goneBy(ended) && !mayBeLost(e.server, ended, e.last)) {
         add(11, `${e.key} held by ${owners[0].id}'s token on server ${e.server}, seen ${(e.last - ended).toFixed(0)} ms after that call ended`, owners, [ended, e.last]);
       }
       continue;
@@ -556,8 +584,8 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     const mayHaveTaken = (callsOnKey.get(e.key) ?? []).filter((c) => c.callT <= (e.firstAnswered ?? e.last) + EPS);
     if (mayHaveTaken.some((c) => c.endT === undefined)) continue;
     const ended = Math.max(Number.NEGATIVE_INFINITY, ...mayHaveTaken.map((c) => c.endT as number));
-    if (e.last > ended + slackAfter(ended - CALL_BOUND, e.last) && !releaseStopped(ended - CALL_BOUND, e.last)) {
-      add(11, `${e.key} held on server ${e.server} by a token no call was granted, seen ${(e.last - ended).toFixed(0)} ms after every call on it ended`, mayHaveTaken.slice(-3), [ended, e.last]);
+    if (e.last > goneBy(ended) && !mayBeLost(e.server, ended, e.last)) {
+      add(11, `${e.key} held on server ${e.server} by a token no call was granted, seen ${(e.last - ended).toFixed(0)} ms after every call on it that had begun by then ended`, mayHaveTaken.slice(-3), [ended, e.last]);
     }
   }
 
