@@ -544,6 +544,9 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     for (const lockKey of call.keys.map((key) => lockKeyOf(PREFIX, key))) callsOnKey.set(lockKey, [...(callsOnKey.get(lockKey) ?? []), call]);
   }
   const under = (f: FaultWindow, from: number, to: number) => f.start <= to && f.end + RECOVERY >= from;
+  /** The servers a fault killed or restarted. */
+  const victimsOf = (f: FaultWindow): number[] =>
+    f.kind === 'restart' || f.kind === 'killMaster' ? [f.target] : f.kind === 'killMajority' ? [f.target, (f.target + 1) % 3] : [];
   /** When a hold whose owners all ended at `ended` must be gone. */
   const goneBy = (ended: number): number => {
     const from = ended - CALL_BOUND;
@@ -552,7 +555,8 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     for (let moved = true; moved; ) {
       moved = false;
       for (const f of faults) {
-        if (!under(f, from, heldBackUntil + slack)) continue;
+        // A server killed or restarted holds back no release elsewhere; on itself, see mayBeLost.
+        if (victimsOf(f).length > 0 || !under(f, from, heldBackUntil + slack)) continue;
         if (f.kind === 'lostScripts') {
           if (slack < HOLD_SLACK + LOST_SCRIPTS_SLACK) [slack, moved] = [HOLD_SLACK + LOST_SCRIPTS_SLACK, true];
         } else if (f.end + RECOVERY > heldBackUntil) {
@@ -562,8 +566,6 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
     return heldBackUntil + slack;
   };
-  const victimsOf = (f: FaultWindow): number[] =>
-    f.kind === 'restart' || f.kind === 'killMaster' ? [f.target] : f.kind === 'killMajority' ? [f.target, (f.target + 1) % 3] : [];
   const mayBeLost = (server: number, ended: number, last: number) =>
     faults.some(
       (f) =>
