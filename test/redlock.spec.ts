@@ -339,3 +339,32 @@ describe('Redlock: a release that meets NOSCRIPT on one master', () => {
     }
   }, 60_000);
 });
+
+describe('Redlock: a release while a master is down', () => {
+  it('reaches that master once it is back, so a lock it kept through its restart is not left held there', async () => {
+    // Master 0 keeps every write (fsync always), as a master with persistence may: the key survives its restart.
+    const masters = await RedisServer.startMany(3, { args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
+    // Clients passed in, so the test can see when the app's connection to master 0 has dropped.
+    const connections = masters.map((m) => new Redis({ host: m.host, port: m.port }));
+    const admin = masters[0].client({ maxRetriesPerRequest: 1 });
+    const app = await startLockApp({ redlock: connections, wait: 0 });
+    try {
+      const lock = await app.locks.acquire('rl:release-down', { ttl: 60_000 });
+      await eventually(async () => ownerOf(await admin.get('lock:{rl:release-down}')) === lock.token, 10_000, 'master 0 to hold the lock');
+      await masters[0].kill();
+      await eventually(async () => connections[0].status !== 'ready', 10_000, "the app's connection to master 0 to drop");
+      await lock.release();
+      await masters[0].restart();
+      await eventually(
+        async () => (await admin.get('lock:{rl:release-down}').catch(() => 'no answer')) === null,
+        20_000,
+        'master 0 to run the release once it is back',
+      );
+    } finally {
+      await app.close();
+      connections.forEach((c) => c.disconnect());
+      admin.disconnect();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
+});

@@ -61,11 +61,8 @@ export class RedlockStore implements LockStore {
     // failed for a quorum to remain. Slower masters are not waited for.
     const releasing = this.releasing.get(token);
     const inFlight = this.inFlight.get(token);
-    /** Masters this call's attempt was sent to (the give-back below goes there whatever their state). */
-    const sentTo = new Set<RedisLockStore>();
     let decided = false;
     const attempt = (master: RedisLockStore, i: number): Promise<AcquireOutcome> => {
-      sentTo.add(master);
       const sent = master.acquire(keys, token, ttl, masterIntent);
       this.trackInFlight(token, i, sent.then((outcome) => outcome.acquired, () => true));
       return sent;
@@ -104,7 +101,7 @@ export class RedlockStore implements LockStore {
     // Not held: give back what we took everywhere, including masters whose answer we did not wait
     // for (each connection runs our release after our attempt). Nobody needs to wait for that here;
     // our next attempt on a master waits for it there.
-    this.releaseOnMasters(keys, token, sentTo);
+    this.releaseOnMasters(keys, token);
     const failures = replies.filter((reply): reply is Error => reply instanceof Error);
     if (granted.length < this.quorum && failures.length > this.masters.length - this.quorum) {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
@@ -177,12 +174,14 @@ export class RedlockStore implements LockStore {
   }
 
   /**
-   * Releases on every master that is connected; done once a quorum answered (never on the first
-   * answer), while the rest finish in the background.
+   * Releases on every master; done once a quorum answered (never on the first answer), while the
+   * rest finish in the background. A master whose connection is down gets it too: the release
+   * waits in ioredis's queue and runs once it is back (a master that kept the key through a
+   * restart, or a connection cut for a moment, would otherwise hold the lock until its ttl).
    */
   async release(keys: readonly string[], token: string): Promise<number> {
     const releases = this.releaseOnMasters(keys, token);
-    const replies = await this.onMasters((_, i) => releases[i] ?? Promise.reject(new Error('skipped: disconnected')), 1_000, (answers) =>
+    const replies = await this.onMasters((_, i) => releases[i], 1_000, (answers) =>
       this.count(answers, (answer) => answer !== undefined && !(answer instanceof Error)) >= this.quorum,
     );
     return Math.max(0, ...replies.map((reply) => (reply === undefined || reply instanceof Error ? 0 : reply)));
@@ -243,15 +242,15 @@ export class RedlockStore implements LockStore {
   }
 
   /**
-   * Releases `token` now on every master (one that is disconnected only if `attemptedOn` has it:
-   * the release then waits in ioredis's queue behind that attempt), remembering each release, with
-   * the token's earlier ones, until it has run. Returns each master's release, undefined where skipped.
+   * Releases `token` now on every master, connected or not (a disconnected one runs it once
+   * ioredis has reconnected), remembering each release, with the token's earlier ones, until it
+   * has run. Returns each master's release.
    */
-  private releaseOnMasters(keys: readonly string[], token: string, attemptedOn?: ReadonlySet<RedisLockStore>): Array<Promise<number> | undefined> {
+  private releaseOnMasters(keys: readonly string[], token: string): Array<Promise<number>> {
     const inFlight = this.inFlight.get(token);
     const releases = this.masters.map((master, i) => {
       const pending = inFlight?.[i];
-      if (!pending) return master.disconnected && !attemptedOn?.has(master) ? undefined : master.release(keys, token);
+      if (!pending) return master.release(keys, token);
       const now = master.release(keys, token);
       const again = pending.then((mayHold) => (mayHold ? master.release(keys, token) : 0));
       this.trackInFlight(token, i, again.then(() => false, () => true));
@@ -259,7 +258,7 @@ export class RedlockStore implements LockStore {
     });
     const earlier = this.releasing.get(token);
     const settled = releases.map((release, i) => {
-      const done = (release ?? Promise.resolve()).then(() => undefined, () => undefined);
+      const done = release.then(() => undefined, () => undefined);
       return earlier ? Promise.all([earlier[i], done]).then(() => undefined) : done;
     });
     this.releasing.delete(token);

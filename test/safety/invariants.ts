@@ -535,8 +535,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   // NOSCRIPT still runs, later). A fault under way by then (a paused process, replies held back,
   // connections cut) may hold a release back, but not lose it: the hold must be gone that long
   // after the fault is over. Only a fault that can lose it excuses a hold seen later: its server
-  // restarted from a file written before the release (the deleted key comes back), or, under
-  // Redlock, a connection cut (a release skips a master whose connection is down).
+  // restarted from a file written before the release (the deleted key comes back).
   const grantedTo = new Map<string, Call[]>();
   for (const call of calls) if (call.grant) grantedTo.set(call.grant.token, [...(grantedTo.get(call.grant.token) ?? []), call]);
   const callsOnKey = new Map<string, Call[]>();
@@ -566,12 +565,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
     return heldBackUntil + slack;
   };
-  const mayBeLost = (server: number, ended: number, last: number) =>
-    faults.some(
-      (f) =>
-        (victimsOf(f).includes(server) && under(f, ended - CALL_BOUND, last)) ||
-        (context.topology === 'redlock' && f.kind === 'cut' && under(f, ended - CALL_BOUND, goneBy(ended))),
-    );
+  const mayBeLost = (server: number, ended: number, last: number) => faults.some((f) => victimsOf(f).includes(server) && under(f, ended - CALL_BOUND, last));
   for (const e of events as Array<Record<string, any>>) {
     if (e.ev !== 'held') continue;
     const owners = grantedTo.get(e.token);
