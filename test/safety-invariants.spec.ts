@@ -38,6 +38,15 @@ describe('safety checker, invariant 7: a refused late reply', () => {
   it('flags any other unavailable error with no fault to explain it', () => {
     expect(invariant7(history(400, { name: 'LockUnavailableError', message: 'Lock "k" could not be taken: Redis did not answer' }))).toHaveLength(1);
   });
+
+  it('under Redlock, accepts it when a master was killed while the call ran (it may have been one of a bare quorum that granted it), not before', () => {
+    const unavailable: ErrorInfo = { name: 'LockUnavailableError', message: 'Lock "k" could not be taken: Redlock quorum reached too late' };
+    const killed = (start: number): HistoryEvent => ({ ev: 'fault', kind: 'killMaster', target: 2, start, end: start + 1_900 });
+    const redlock7 = (events: HistoryEvent[]) => check(events, { topology: 'redlock', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 7);
+    expect(redlock7([...history(400, unavailable), killed(1_003)])).toEqual([]);
+    // Killed well before the call: two masters remain up, which is a quorum.
+    expect(redlock7([...history(400, unavailable), killed(-8_000)])).toHaveLength(1);
+  });
 });
 
 describe('safety checker, invariant 5: a lock returned with its lease over', () => {

@@ -416,6 +416,10 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     // A lease may be held on a bare quorum (the other master answered busy, or not yet): losing one
     // of those masters loses the quorum of its renewals until the write-back at a confirmed renewal.
     if (renewal && keyLost.length > 0) return true;
+    // Likewise for a grant: a master killed while the call ran may have been one of a bare quorum
+    // that granted it (the third answered busy, or not in time). Its fences then cannot be raised
+    // there, so the grant is not confirmed and is given back.
+    if (context.topology === 'redlock' && keyLost.some((f) => f.start >= call.callT - EPS)) return true;
     return near.some((f) => {
       if (networkFaults.has(f.kind) || f.kind === 'pause' || f.kind === 'block') return f.target === call.child || f.target === -1;
       return f.kind === 'restart' || f.kind === 'freezeReplica' || f.kind === 'killMajority';
