@@ -101,9 +101,9 @@ const LONG_TTL = 20_000;
  * - A hold that outlives its owner (invariant 11) only shows when it lasts longer than the
  *   invariant's slack. One with a short ttl expires first, so the bug that leaves it (an attempt
  *   that runs after its own release) would go unseen.
- * - On Redlock, the per-master bound (a tenth of the ttl, at most 1 s) then reaches the 1 s bound
- *   of a whole call: a down master must still cost nothing there.
- * Only plain exclusive locks on the other stores: a fair, permit, read or leader key held for 10 s
+ * - On Redlock, the per-master bound (the lease's validity, at most 5 s) then outlasts the 1 s
+ *   bound of a whole call: a down master must still cost nothing there.
+ * Only plain exclusive locks on the other stores: a fair, permit, read or leader key held that long
  * by a paused process would only make its waiters time out. (Released at the end of their hold;
  * the run waits out the longest ttl before its final probe.)
  */
