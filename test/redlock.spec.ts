@@ -367,4 +367,35 @@ describe('Redlock: a release while a master is down', () => {
       await Promise.all(masters.map((m) => m.stop()));
     }
   }, 60_000);
+
+  it('waits there only up to a bound: past it, a release skips the master that is down', async () => {
+    const masters = await RedisServer.startMany(3);
+    // maxRetriesPerRequest null: ioredis keeps a command queued for a down master forever.
+    const limit = 2;
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', limit);
+    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; offlineQueue: { length: number } };
+    const intent = { announceFor: 0, mode: undefined } as const;
+    try {
+      expect((await store.acquire(['rl:warm'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
+      await masters[0].kill();
+      await eventually(async () => client0.status !== 'ready', 10_000, "the store's connection to master 0 to drop");
+      const keys = ['rl:q1', 'rl:q2', 'rl:q3', 'rl:q4', 'rl:q5'];
+      for (const key of keys) {
+        const token = newOwnerToken();
+        expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
+        // Released by the two masters that are up (a quorum), whether or not master 0 queued it.
+        expect(await store.release([key], token)).toBe(1);
+      }
+      expect(client0.offlineQueue.length).toBe(limit);
+      // Once master 0 is back, the queued releases run and the bound is free again.
+      await masters[0].restart();
+      await eventually(async () => client0.status === 'ready' && client0.offlineQueue.length === 0, 20_000, 'master 0 to be back and run the queued releases');
+      const token = newOwnerToken();
+      expect((await store.acquire(['rl:after'], token, 30_000, intent)).acquired).toBe(true);
+      expect(await store.release(['rl:after'], token)).toBe(1);
+    } finally {
+      await store.close();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
 });

@@ -8,6 +8,14 @@ import { RedisLockStore } from './redis.store.js';
 const SEEN_RELEASES_LIMIT = 10_000;
 /** How many tokens' releases to keep ordering attempts behind (oldest forgotten first). */
 const RELEASING_LIMIT = 10_000;
+/**
+ * How many releases may wait at once in ioredis's queue for one master whose connection is down.
+ * The others keep granting locks meanwhile, so without a bound a long outage (with ioredis'
+ * `maxRetriesPerRequest: null`, which queues forever) would grow the queue with every release.
+ * Past it, a release skips that master, where the key then lasts until its ttl, as it would have
+ * had the master missed the release any other way.
+ */
+export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
 
 /**
  * Redlock: one lock over N independent masters (N >= 3), held when a majority took it within the
@@ -39,9 +47,15 @@ export class RedlockStore implements LockStore {
    * after a reconnect, so any of them may run after a release sent at once.
    */
   private readonly inFlight = new Map<string, Array<Promise<boolean> | undefined>>();
+  /** Per master, releases sent while its connection was down that have not settled yet. */
+  private readonly queuedWhileDown: number[];
 
-  private constructor(private readonly masters: RedisLockStore[]) {
+  private constructor(
+    private readonly masters: RedisLockStore[],
+    private readonly queuedReleasesLimit: number,
+  ) {
     this.quorum = Math.floor(masters.length / 2) + 1;
+    this.queuedWhileDown = masters.map(() => 0);
   }
 
   /** @internal The masters, read by inspection (lib/inspection). */
@@ -49,8 +63,12 @@ export class RedlockStore implements LockStore {
     return this.masters;
   }
 
-  static create(connections: readonly RedisConnection[], prefix: string): RedlockStore {
-    return new RedlockStore(connections.map((connection) => RedisLockStore.create(connection, { prefix })));
+  /** `queuedReleasesLimit` is there for tests; see RELEASES_QUEUED_PER_DOWN_MASTER. */
+  static create(connections: readonly RedisConnection[], prefix: string, queuedReleasesLimit = RELEASES_QUEUED_PER_DOWN_MASTER): RedlockStore {
+    return new RedlockStore(
+      connections.map((connection) => RedisLockStore.create(connection, { prefix })),
+      queuedReleasesLimit,
+    );
   }
 
   async acquire(keys: readonly string[], token: string, ttl: number, intent: WaitIntent): Promise<AcquireOutcome> {
@@ -83,6 +101,7 @@ export class RedlockStore implements LockStore {
     decided = true;
     const granted = replies.filter(isGranted);
     const validity = ttl - (monotonicNow() - start) - driftAllowance(ttl);
+    let fencesRaisedOn: number | undefined;
     if (granted.length >= this.quorum && validity > 0) {
       const fences = keys.map((_, i) => Math.max(...granted.map((reply) => reply.fences[i])));
       // A master that answered exactly these fences already counts at least that high (its
@@ -96,7 +115,8 @@ export class RedlockStore implements LockStore {
         perMasterBound(ttl),
         (answers) => this.count(answers, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum,
       );
-      if (this.count(raised, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum) return { acquired: true, fences };
+      fencesRaisedOn = this.count(raised, (a) => a !== undefined && !(a instanceof Error));
+      if (fencesRaisedOn >= this.quorum) return { acquired: true, fences };
     }
     // Not held: give back what we took everywhere, including masters whose answer we did not wait
     // for (each connection runs our release after our attempt). Nobody needs to wait for that here;
@@ -107,7 +127,7 @@ export class RedlockStore implements LockStore {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
     }
     const busy = replies.find((reply): reply is Extract<AcquireOutcome, { acquired: false }> => reply !== undefined && !(reply instanceof Error) && !reply.acquired);
-    if (!busy) throw new Error(`Redlock quorum reached too late: the lease's validity (${ttl} ms) ran out while acquiring`);
+    if (!busy) throw new Error(this.noQuorumReason(ttl, granted.length, fencesRaisedOn));
     return busy;
   }
 
@@ -177,7 +197,8 @@ export class RedlockStore implements LockStore {
    * Releases on every master; done once a quorum answered (never on the first answer), while the
    * rest finish in the background. A master whose connection is down gets it too: the release
    * waits in ioredis's queue and runs once it is back (a master that kept the key through a
-   * restart, or a connection cut for a moment, would otherwise hold the lock until its ttl).
+   * restart, or a connection cut for a moment, would otherwise hold the lock until its ttl), up to
+   * RELEASES_QUEUED_PER_DOWN_MASTER releases waiting there at once.
    */
   async release(keys: readonly string[], token: string): Promise<number> {
     const releases = this.releaseOnMasters(keys, token);
@@ -248,11 +269,11 @@ export class RedlockStore implements LockStore {
    */
   private releaseOnMasters(keys: readonly string[], token: string): Array<Promise<number>> {
     const inFlight = this.inFlight.get(token);
-    const releases = this.masters.map((master, i) => {
+    const releases = this.masters.map((_, i) => {
       const pending = inFlight?.[i];
-      if (!pending) return master.release(keys, token);
-      const now = master.release(keys, token);
-      const again = pending.then((mayHold) => (mayHold ? master.release(keys, token) : 0));
+      const now = this.releaseOn(i, keys, token);
+      if (!pending) return now;
+      const again = pending.then((mayHold) => (mayHold ? this.releaseOn(i, keys, token) : 0));
       this.trackInFlight(token, i, again.then(() => false, () => true));
       return Promise.all([now, again]).then(([first, second]) => Math.max(first, second));
     });
@@ -268,6 +289,23 @@ export class RedlockStore implements LockStore {
       if (this.releasing.get(token) === settled) this.releasing.delete(token);
     });
     return releases;
+  }
+
+  /**
+   * Sends one release to master `i`. While its connection is down the release waits in ioredis's
+   * queue, and at most `queuedReleasesLimit` do at once: past that it is skipped (answers 0).
+   */
+  private releaseOn(i: number, keys: readonly string[], token: string): Promise<number> {
+    const master = this.masters[i];
+    if (!master.disconnected) return master.release(keys, token);
+    if (this.queuedWhileDown[i] >= this.queuedReleasesLimit) return Promise.resolve(0);
+    this.queuedWhileDown[i] += 1;
+    const release = master.release(keys, token);
+    void release.then(
+      () => (this.queuedWhileDown[i] -= 1),
+      () => (this.queuedWhileDown[i] -= 1),
+    );
+    return release;
   }
 
   /** Remembers work of the token on master `i` until it settles (see `inFlight`); it replaces earlier work there, which it follows. */
@@ -319,6 +357,15 @@ export class RedlockStore implements LockStore {
         );
       });
     });
+  }
+
+  /**
+   * Why an acquire that a quorum granted (nobody answered busy, too few failed to rule it out) still
+   * does not hold the lock: its validity ran out first, or its fence could not be raised on a quorum.
+   */
+  private noQuorumReason(ttl: number, granted: number, fencesRaisedOn: number | undefined): string {
+    if (fencesRaisedOn === undefined) return `Redlock quorum reached too late: the lease's validity (${ttl} ms) ran out while acquiring`;
+    return `Redlock fence not raised on a quorum: ${granted} masters granted the lock but only ${fencesRaisedOn} confirmed its fence (${this.quorum} are needed), so it was given back`;
   }
 
   private count<T>(answers: ReadonlyArray<T>, test: (answer: T) => boolean): number {
