@@ -225,6 +225,8 @@ type Kind = 'exclusive' | 'permits' | 'read';
 const kindOf = (call: Call): Kind => (call.mode === 'read' ? 'read' : call.permits !== undefined ? 'permits' : 'exclusive');
 const sameWorker = (a: Call, b: Call) => a.app === b.app && a.worker === b.worker;
 const overlap = (a0: number, a1: number, b0: number, b1: number) => Math.min(a1, b1) - Math.max(a0, b0);
+/** A fault under way, or its servers still recovering from it (RECOVERY), at some time in [from, to]. */
+const faultNear = (f: FaultWindow, from: number, to: number) => f.start <= to && f.end + RECOVERY >= from;
 const valid = (call: Call): call is Call & { grant: NonNullable<Call['grant']>; validEnd: number } =>
   call.grant !== undefined && call.validEnd !== undefined;
 
@@ -404,7 +406,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     // Redlock: a majority of this app's master connections down at once (e.g. one master killed
     // while another, restarted a moment ago, is still being reconnected with ioredis' backoff).
     if (context.topology === 'redlock' && mostDown(call.app, Math.max(start, end - CALL_BOUND) - EPS, end + EPS) >= 2) return true;
-    const near = faults.filter((f) => f.start <= end && f.end + RECOVERY >= start);
+    const near = faults.filter((f) => faultNear(f, start, end));
     // One Redlock master down never explains it; a restarted master counts as down until its
     // clients have reconnected (ioredis backs off up to 2 s), so two overlapping kills do. A master
     // killed at any time since the call began may not hold this call's key any more (it expired
@@ -546,7 +548,6 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
   for (const call of calls) {
     for (const lockKey of call.keys.map((key) => lockKeyOf(PREFIX, key))) callsOnKey.set(lockKey, [...(callsOnKey.get(lockKey) ?? []), call]);
   }
-  const under = (f: FaultWindow, from: number, to: number) => f.start <= to && f.end + RECOVERY >= from;
   /** The servers a fault killed or restarted. */
   const victimsOf = (f: FaultWindow): number[] =>
     f.kind === 'restart' || f.kind === 'killMaster' ? [f.target] : f.kind === 'killMajority' ? [f.target, (f.target + 1) % 3] : [];
@@ -559,7 +560,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
       moved = false;
       for (const f of faults) {
         // A server killed or restarted holds back no release elsewhere; on itself, see mayBeLost.
-        if (victimsOf(f).length > 0 || !under(f, from, heldBackUntil + slack)) continue;
+        if (victimsOf(f).length > 0 || !faultNear(f, from, heldBackUntil + slack)) continue;
         if (f.kind === 'lostScripts') {
           if (slack < HOLD_SLACK + LOST_SCRIPTS_SLACK) [slack, moved] = [HOLD_SLACK + LOST_SCRIPTS_SLACK, true];
         } else if (f.end + RECOVERY > heldBackUntil) {
@@ -569,7 +570,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     }
     return heldBackUntil + slack;
   };
-  const mayBeLost = (server: number, ended: number, last: number) => faults.some((f) => victimsOf(f).includes(server) && under(f, ended - CALL_BOUND, last));
+  const mayBeLost = (server: number, ended: number, last: number) => faults.some((f) => victimsOf(f).includes(server) && faultNear(f, ended - CALL_BOUND, last));
   for (const e of events as Array<Record<string, any>>) {
     if (e.ev !== 'held') continue;
     const owners = grantedTo.get(e.token);
