@@ -372,7 +372,7 @@ describe('Redlock: a release while a master is down', () => {
     const masters = await RedisServer.startMany(3);
     // maxRetriesPerRequest null: ioredis keeps a command queued for a down master forever.
     const limit = 2;
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', limit);
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { queuedReleases: limit });
     const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; offlineQueue: { length: number } };
     const intent = { announceFor: 0, mode: undefined } as const;
     try {
@@ -395,6 +395,46 @@ describe('Redlock: a release while a master is down', () => {
       expect(await store.release(['rl:after'], token)).toBe(1);
     } finally {
       await store.close();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
+
+  it('skips a master that has answered nothing for a while (hung, its connection open), so calls stop piling up there, and uses it again once it answers', async () => {
+    const masters = await RedisServer.startMany(3);
+    const hungAfterMs = 300;
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { hungAfterMs });
+    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; commandQueue: { length: number } };
+    const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
+    const intent = { announceFor: 0, mode: undefined } as const;
+    const pid = masters[0].pid as number;
+    const cycle = async (key: string) => {
+      const token = newOwnerToken();
+      expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
+      expect(await store.release([key], token)).toBe(1);
+    };
+    try {
+      await cycle('rl:h0');
+      process.kill(pid, 'SIGSTOP');
+      // Sent to master 0 while it still counts as merely slow: an attempt and a release wait there.
+      await cycle('rl:h1');
+      const waiting = client0.commandQueue.length;
+      expect(waiting).toBeGreaterThan(0);
+      await new Promise((resolve) => setTimeout(resolve, hungAfterMs * 2));
+      for (const key of ['rl:h2', 'rl:h3', 'rl:h4', 'rl:h5']) await cycle(key);
+      // Hung by now: nothing more was sent there (decided by masters 1 and 2 alone).
+      expect(client0.status).toBe('ready');
+      expect(client0.commandQueue.length).toBe(waiting);
+      process.kill(pid, 'SIGCONT');
+      await eventually(async () => client0.commandQueue.length === 0, 20_000, 'master 0 to answer what waited');
+      // It answers again, so it takes part again: the next lock is taken there too.
+      const token = newOwnerToken();
+      expect((await store.acquire(['rl:h6'], token, 30_000, intent)).acquired).toBe(true);
+      await eventually(async () => ownerOf(await admin0.get('lock:{rl:h6}')) === token, 10_000, 'master 0 to hold rl:h6');
+      expect(await store.release(['rl:h6'], token)).toBe(1);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await store.close();
+      admin0.disconnect();
       await Promise.all(masters.map((m) => m.stop()));
     }
   }, 60_000);

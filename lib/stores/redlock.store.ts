@@ -16,6 +16,15 @@ const RELEASING_LIMIT = 10_000;
  * had the master missed the release any other way.
  */
 export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
+/**
+ * A master with calls of ours unanswered and no answer at all for this long is hung (a stopped
+ * process, a network path that drops packets without closing the connection): calls skip it
+ * until it answers again. Its connection stays open, so each call sent there would wait in
+ * ioredis's queue until TCP gives up (minutes), the queue growing with every acquire and release.
+ * Longer than any call's bound (at most 5 s, see perMasterBound), so a master that is merely slow
+ * is never skipped while its answer could still count.
+ */
+export const HUNG_MASTER_AFTER_MS = 10_000;
 
 /**
  * Redlock: one lock over N independent masters (N >= 3), held when a majority took it within the
@@ -49,13 +58,18 @@ export class RedlockStore implements LockStore {
   private readonly inFlight = new Map<string, Array<Promise<boolean> | undefined>>();
   /** Per master, releases sent while its connection was down that have not settled yet. */
   private readonly queuedWhileDown: number[];
+  /** Per master, calls sent there not answered yet, and when it last answered one (or was sent one with none pending). */
+  private readonly unanswered: number[];
+  private readonly answeredAt: number[];
 
   private constructor(
     private readonly masters: RedisLockStore[],
-    private readonly queuedReleasesLimit: number,
+    private readonly limits: RedlockLimits,
   ) {
     this.quorum = Math.floor(masters.length / 2) + 1;
     this.queuedWhileDown = masters.map(() => 0);
+    this.unanswered = masters.map(() => 0);
+    this.answeredAt = masters.map(() => monotonicNow());
   }
 
   /** @internal The masters, read by inspection (lib/inspection). */
@@ -63,11 +77,11 @@ export class RedlockStore implements LockStore {
     return this.masters;
   }
 
-  /** `queuedReleasesLimit` is there for tests; see RELEASES_QUEUED_PER_DOWN_MASTER. */
-  static create(connections: readonly RedisConnection[], prefix: string, queuedReleasesLimit = RELEASES_QUEUED_PER_DOWN_MASTER): RedlockStore {
+  /** `limits` are there for tests; see RELEASES_QUEUED_PER_DOWN_MASTER and HUNG_MASTER_AFTER_MS. */
+  static create(connections: readonly RedisConnection[], prefix: string, limits: Partial<RedlockLimits> = {}): RedlockStore {
     return new RedlockStore(
       connections.map((connection) => RedisLockStore.create(connection, { prefix })),
-      queuedReleasesLimit,
+      { queuedReleases: RELEASES_QUEUED_PER_DOWN_MASTER, hungAfterMs: HUNG_MASTER_AFTER_MS, ...limits },
     );
   }
 
@@ -81,7 +95,7 @@ export class RedlockStore implements LockStore {
     const inFlight = this.inFlight.get(token);
     let decided = false;
     const attempt = (master: RedisLockStore, i: number): Promise<AcquireOutcome> => {
-      const sent = master.acquire(keys, token, ttl, masterIntent);
+      const sent = this.tracked(i, master.acquire(keys, token, ttl, masterIntent));
       this.trackInFlight(token, i, sent.then((outcome) => outcome.acquired, () => true));
       return sent;
     };
@@ -111,7 +125,7 @@ export class RedlockStore implements LockStore {
       if (granted.every((reply) => reply.fences.every((fence, i) => fence === fences[i]))) return { acquired: true, fences };
       const grantedBy = new Set(this.masters.filter((_, i) => isGranted(replies[i])));
       const raised = await this.onMasters(
-        (master) => (grantedBy.has(master) ? master.raiseFences(keys, fences).then(() => true) : Promise.reject(new Error('did not grant'))),
+        (master, i) => (grantedBy.has(master) ? this.tracked(i, master.raiseFences(keys, fences)).then(() => true) : Promise.reject(new Error('did not grant'))),
         perMasterBound(ttl),
         (answers) => this.count(answers, (a) => a !== undefined && !(a instanceof Error)) >= this.quorum,
       );
@@ -143,7 +157,7 @@ export class RedlockStore implements LockStore {
     // Lost for sure only when too many masters say it is not ours for a quorum to remain.
     const decided = (renewed: number, refused: number) => renewed >= this.quorum || refused > this.masters.length - this.quorum;
     const sent: Array<Promise<Array<boolean | Error>>> = [];
-    const replies = await this.onMasters((master, i) => (sent[i] = master.extend(renewals)), perMasterBound(ttl), (answers) =>
+    const replies = await this.onMasters((master, i) => (sent[i] = this.tracked(i, master.extend(renewals))), perMasterBound(ttl), (answers) =>
       renewals.every((_, i) => {
         const { renewed, refused } = tally(answers, i);
         return decided(renewed, refused);
@@ -184,7 +198,7 @@ export class RedlockStore implements LockStore {
             if (answers[i] !== false || !stillHeld?.()) continue;
             // Work of the token still in flight there (an attempt not yet answered) is waited for too.
             const earlier = this.inFlight.get(token)?.[m];
-            const written = this.masters[m].restoreHold(keys, token, fences as readonly number[], ttl).then(() => true, () => true);
+            const written = this.tracked(m, this.masters[m].restoreHold(keys, token, fences as readonly number[], ttl)).then(() => true, () => true);
             this.trackInFlight(token, m, earlier ? Promise.all([earlier, written]).then(() => true) : written);
           }
         },
@@ -213,7 +227,7 @@ export class RedlockStore implements LockStore {
   }
 
   async isLocked(key: string): Promise<boolean> {
-    const replies = await this.onMasters((master) => master.isLocked(key), 1_000);
+    const replies = await this.onMasters((master, i) => this.tracked(i, master.isLocked(key)), 1_000);
     const locked = replies.filter((reply) => reply === true).length;
     const failures = replies.filter((reply) => reply instanceof Error) as Error[];
     if (locked >= this.quorum) return true;
@@ -293,19 +307,38 @@ export class RedlockStore implements LockStore {
 
   /**
    * Sends one release to master `i`. While its connection is down the release waits in ioredis's
-   * queue, and at most `queuedReleasesLimit` do at once: past that it is skipped (answers 0).
+   * queue, and at most `limits.queuedReleases` do at once: past that, or while the master is hung,
+   * it is skipped (answers 0) and the key there lasts until its ttl.
    */
   private releaseOn(i: number, keys: readonly string[], token: string): Promise<number> {
     const master = this.masters[i];
-    if (!master.disconnected) return master.release(keys, token);
-    if (this.queuedWhileDown[i] >= this.queuedReleasesLimit) return Promise.resolve(0);
+    if (this.hung(i)) return Promise.resolve(0);
+    if (!master.disconnected) return this.tracked(i, master.release(keys, token));
+    if (this.queuedWhileDown[i] >= this.limits.queuedReleases) return Promise.resolve(0);
     this.queuedWhileDown[i] += 1;
-    const release = master.release(keys, token);
+    const release = this.tracked(i, master.release(keys, token));
     void release.then(
       () => (this.queuedWhileDown[i] -= 1),
       () => (this.queuedWhileDown[i] -= 1),
     );
     return release;
+  }
+
+  /** Counts a call sent to master `i` as unanswered until it settles (see `hung`). */
+  private tracked<T>(i: number, call: Promise<T>): Promise<T> {
+    if (this.unanswered[i] === 0) this.answeredAt[i] = monotonicNow();
+    this.unanswered[i] += 1;
+    const answered = () => {
+      this.unanswered[i] -= 1;
+      this.answeredAt[i] = monotonicNow();
+    };
+    call.then(answered, answered);
+    return call;
+  }
+
+  /** Master `i` has calls of ours pending and has answered none of them for `limits.hungAfterMs`. */
+  private hung(i: number): boolean {
+    return this.unanswered[i] > 0 && monotonicNow() - this.answeredAt[i] > this.limits.hungAfterMs;
   }
 
   /** Remembers work of the token on master `i` until it settles (see `inFlight`); it replaces earlier work there, which it follows. */
@@ -326,7 +359,8 @@ export class RedlockStore implements LockStore {
    * answers so far settle the question (or all have answered): `undefined` marks a master not
    * waited for. A master whose connection dropped costs nothing: it is skipped until ioredis
    * reconnects it. One that hangs with its connection open costs its bound only where its answer
-   * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one).
+   * is needed to decide (a slow answer is not skipped later: under load it may be a healthy one),
+   * until it has answered nothing for `limits.hungAfterMs`: then it is skipped too, until it does.
    */
   private onMasters<T>(
     call: (master: RedisLockStore, index: number) => Promise<T>,
@@ -351,6 +385,10 @@ export class RedlockStore implements LockStore {
           settle(i, new Error('Redlock master is disconnected; skipped until ioredis reconnects it'));
           return;
         }
+        if (this.hung(i)) {
+          settle(i, new Error(`Redlock master has answered nothing for over ${this.limits.hungAfterMs} ms; skipped until it answers again`));
+          return;
+        }
         withTimeout(call(master, i), boundMs).then(
           (answer) => settle(i, answer),
           (error: unknown) => settle(i, error instanceof Error ? error : new Error(String(error))),
@@ -371,6 +409,12 @@ export class RedlockStore implements LockStore {
   private count<T>(answers: ReadonlyArray<T>, test: (answer: T) => boolean): number {
     return answers.filter(test).length;
   }
+}
+
+/** Bounds on what a master that is down or hung may cost (see RELEASES_QUEUED_PER_DOWN_MASTER, HUNG_MASTER_AFTER_MS). */
+interface RedlockLimits {
+  queuedReleases: number;
+  hungAfterMs: number;
 }
 
 /**
