@@ -17,9 +17,9 @@ const RELEASING_LIMIT = 10_000;
  */
 export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
 /**
- * A master with calls of ours unanswered and no answer at all for this long is hung (a stopped
- * process, a network path that drops packets without closing the connection): calls skip it
- * until it answers again. Its connection stays open, so each call sent there would wait in
+ * A master with calls of ours unanswered and no answer at all for this long, while the others
+ * answered, is hung (a stopped process, a network path that drops packets without closing the
+ * connection): calls skip it until it answers again. Its connection stays open, so each call sent there would wait in
  * ioredis's queue until TCP gives up (minutes), the queue growing with every acquire and release.
  * Longer than any call's bound (at most 5 s, see perMasterBound), so a master that is merely slow
  * is never skipped while its answer could still count.
@@ -61,6 +61,8 @@ export class RedlockStore implements LockStore {
   /** Per master, calls sent there not answered yet, and when it last answered one (or was sent one with none pending). */
   private readonly unanswered: number[];
   private readonly answeredAt: number[];
+  /** When any master last answered a call. */
+  private lastAnswer = monotonicNow();
 
   private constructor(
     private readonly masters: RedisLockStore[],
@@ -330,15 +332,20 @@ export class RedlockStore implements LockStore {
     this.unanswered[i] += 1;
     const answered = () => {
       this.unanswered[i] -= 1;
-      this.answeredAt[i] = monotonicNow();
+      this.answeredAt[i] = this.lastAnswer = monotonicNow();
     };
     call.then(answered, answered);
     return call;
   }
 
-  /** Master `i` has calls of ours pending and has answered none of them for `limits.hungAfterMs`. */
+  /**
+   * Master `i` has calls of ours pending and answered none of them for `limits.hungAfterMs` while
+   * another master did answer. Measured against the others' answers, not the clock: when this
+   * process itself stood still (a long synchronous task, a suspended VM), replies wait unread in
+   * every socket, and no master may be taken for hung on waking.
+   */
   private hung(i: number): boolean {
-    return this.unanswered[i] > 0 && monotonicNow() - this.answeredAt[i] > this.limits.hungAfterMs;
+    return this.unanswered[i] > 0 && this.lastAnswer - this.answeredAt[i] > this.limits.hungAfterMs;
   }
 
   /** Remembers work of the token on master `i` until it settles (see `inFlight`); it replaces earlier work there, which it follows. */
