@@ -9,9 +9,10 @@ const SEEN_RELEASES_LIMIT = 10_000;
 /** How many tokens' releases to keep ordering attempts behind (oldest forgotten first). */
 const RELEASING_LIMIT = 10_000;
 /**
- * How many releases may wait at once in ioredis's queue for one master whose connection is down.
- * The others keep granting locks meanwhile, so without a bound a long outage (with ioredis'
- * `maxRetriesPerRequest: null`, which queues forever) would grow the queue with every release.
+ * How many releases may wait at once for one master whose connection is down (in ioredis's
+ * queue) or that is hung (in its connection's). The others keep granting locks meanwhile, so
+ * without a bound a long outage (with ioredis' `maxRetriesPerRequest: null`, which queues
+ * forever, or a hang TCP takes minutes to give up on) would grow the queue with every release.
  * Past it, a release skips that master, where the key then lasts until its ttl, as it would have
  * had the master missed the release any other way.
  */
@@ -19,8 +20,9 @@ export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
 /**
  * A master with calls of ours unanswered and no answer at all for this long, while the others
  * answered, is hung (a stopped process, a network path that drops packets without closing the
- * connection): calls skip it until it answers again. Its connection stays open, so each call sent there would wait in
- * ioredis's queue until TCP gives up (minutes), the queue growing with every acquire and release.
+ * connection): calls skip it until it answers again, and releases wait for it within
+ * RELEASES_QUEUED_PER_DOWN_MASTER. Its connection stays open, so until TCP gives up (minutes)
+ * every call sent there would wait in the connection's queue, which grew with every acquire.
  * Longer than any call's bound (at most 5 s, see perMasterBound), so a master that is merely slow
  * is never skipped while its answer could still count.
  */
@@ -56,7 +58,7 @@ export class RedlockStore implements LockStore {
    * after a reconnect, so any of them may run after a release sent at once.
    */
   private readonly inFlight = new Map<string, Array<Promise<boolean> | undefined>>();
-  /** Per master, releases sent while its connection was down that have not settled yet. */
+  /** Per master, releases sent while it was down or hung that have not settled yet. */
   private readonly queuedWhileDown: number[];
   /** Per master, calls sent there not answered yet, and when it last answered one (or was sent one with none pending). */
   private readonly unanswered: number[];
@@ -308,14 +310,14 @@ export class RedlockStore implements LockStore {
   }
 
   /**
-   * Sends one release to master `i`. While its connection is down the release waits in ioredis's
-   * queue, and at most `limits.queuedReleases` do at once: past that, or while the master is hung,
-   * it is skipped (answers 0) and the key there lasts until its ttl.
+   * Sends one release to master `i`. While the master is down or hung, the release waits in its
+   * connection's queue and runs once it is back, as one sent just before would; at most
+   * `limits.queuedReleases` wait at once, and past that it is skipped (answers 0): the key there
+   * then lasts until its ttl.
    */
   private releaseOn(i: number, keys: readonly string[], token: string): Promise<number> {
     const master = this.masters[i];
-    if (this.hung(i)) return Promise.resolve(0);
-    if (!master.disconnected) return this.tracked(i, master.release(keys, token));
+    if (!master.disconnected && !this.hung(i)) return this.tracked(i, master.release(keys, token));
     if (this.queuedWhileDown[i] >= this.limits.queuedReleases) return Promise.resolve(0);
     this.queuedWhileDown[i] += 1;
     const release = this.tracked(i, master.release(keys, token));
