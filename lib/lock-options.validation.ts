@@ -14,13 +14,14 @@ export const DEFAULT_WAIT = 10_000;
 export const DEFAULT_PREFIX = 'lock:';
 export const DEFAULT_POLL_INTERVAL = 1_000;
 export const DEFAULT_REPLICA_TIMEOUT = 1_000;
+export const DEFAULT_REDLOCK_HUNG_AFTER = 10_000;
 /** Redlock needs a majority of independent masters; fewer than 3 tolerates no failure at all. */
 export const MIN_REDLOCK_MASTERS = 3;
 
 /** Where locks live: one Redis (standalone, Sentinel or Cluster), or a Redlock quorum. */
 export type LockBackend =
   | { kind: 'redis'; connection: RedisConnection | ClusterConnectionOptions; waitForReplicas?: number; replicaTimeout: number }
-  | { kind: 'redlock'; connections: RedisConnection[] }
+  | { kind: 'redlock'; connections: RedisConnection[]; hungAfter: number }
   | { kind: 'memory' };
 
 /** Module options after validation, with every default filled in. */
@@ -56,6 +57,7 @@ export interface ResolvedCallOptions {
 const MODULE_OPTION_NAMES = [
   'redis',
   'redlock',
+  'redlockHungAfter',
   'store',
   'prefix',
   'ttl',
@@ -145,6 +147,9 @@ function isClusterConnection(value: unknown): boolean {
 
 function resolveBackend(options: Record<string, unknown>, fair: boolean): LockBackend {
   const given = options as LockModuleOptions;
+  if (options.redlock === undefined && options.redlockHungAfter !== undefined) {
+    throw new LockConfigError(MESSAGES.configOnlyWithRedlock('redlockHungAfter'));
+  }
   if (options.store === 'memory') {
     if (options.waitForReplicas !== undefined) throw new LockConfigError(MESSAGES.configNotWithStore('waitForReplicas'));
     return { kind: 'memory' };
@@ -164,7 +169,9 @@ function resolveBackend(options: Record<string, unknown>, fair: boolean): LockBa
     });
     if (fair) throw new LockConfigError(MESSAGES.configNotWithRedlock('fair'));
     if (options.waitForReplicas !== undefined) throw new LockConfigError(MESSAGES.configNotWithRedlock('waitForReplicas'));
-    return { kind: 'redlock', connections: masters as RedisConnection[] };
+    const hungAfter =
+      given.redlockHungAfter === undefined ? DEFAULT_REDLOCK_HUNG_AFTER : positiveMs('redlockHungAfter', given.redlockHungAfter, MESSAGES.configOption);
+    return { kind: 'redlock', connections: masters as RedisConnection[], hungAfter };
   }
   const connection = validateRedisConnection('redis', options.redis);
   let waitForReplicas: number | undefined;

@@ -58,6 +58,8 @@ export const MESSAGES = {
     `Option "fair" works with one key per call, got ${keys.length} (${keys.map((k) => `"${k}"`).join(', ')}); take them one by one in a fixed order, or drop "fair"`,
   configNotWithRedlock: (option: string) =>
     `LockModule option "${option}" cannot be combined with "redlock" in this version; remove one of them`,
+  configOnlyWithRedlock: (option: string) =>
+    `LockModule option "${option}" applies to a Redlock quorum only: give "redlock" too, or remove it`,
   configNotWithStore: (option: string) =>
     `LockModule option "${option}" applies to Redis only, not to store: 'memory'; remove it`,
   configPermitsMismatch: (key: string, asked: number | undefined, inUse: number) =>

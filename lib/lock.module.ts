@@ -46,7 +46,7 @@ export type LockModuleAsyncOptions = typeof LOCK_MODULE_ASYNC_OPTIONS_TYPE;
         backend.kind === 'memory'
           ? new MemoryLockStore(prefix)
           : backend.kind === 'redlock'
-          ? RedlockStore.create(backend.connections, prefix)
+          ? RedlockStore.create(backend.connections, prefix, { hungAfterMs: backend.hungAfter })
           : RedisLockStore.create(backend.connection, {
               prefix,
               waitForReplicas: backend.waitForReplicas,

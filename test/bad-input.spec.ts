@@ -852,6 +852,9 @@ describe('bad input', () => {
       ['redlock null', () => ({ redlock: null }), /"redlock": null;/],
       ['redlock with a null master', () => ({ redlock: [url(), url(), null] }), /"redlock\[2\]": null;/],
       ['redlock empty', () => ({ redlock: [] }), /"redlock": array\(0\);/],
+      ['redlockHungAfter without redlock', () => ({ redis: url(), redlockHungAfter: 5_000 }), /"redlockHungAfter" applies to a Redlock quorum only/],
+      ['redlockHungAfter 0', () => ({ redlock: [url(), url(), url()], redlockHungAfter: 0 }), /"redlockHungAfter": 0;/],
+      ['redlockHungAfter a string', () => ({ redlock: [url(), url(), url()], redlockHungAfter: '5000' }), /"redlockHungAfter": "5000";/],
     ];
 
     it.each(cases)('%s → LockConfigError at bootstrap', async (_name, options, message) => {

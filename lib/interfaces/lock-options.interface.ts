@@ -47,6 +47,13 @@ export interface LockModuleOptions extends LockTimingOptions {
   /** Instead of `redis`: a quorum over 3+ independent masters (each in any form `redis` takes, except Cluster). */
   redlock?: RedisConnection[];
   /**
+   * Redlock only: a master that has left calls unanswered for this long while the others answered
+   * is taken for hung (a stopped process, packets dropped without the connection closing) and
+   * skipped until it answers again; releases still wait for it. Default 10 000. Below 5 000, a
+   * master merely slow under load may be skipped while its answer could still have counted.
+   */
+  redlockHungAfter?: number;
+  /**
    * After acquiring, wait until this many replicas have the lock (Redis WAIT) before returning, so
    * a failover right after cannot lose it. If they do not confirm within `replicaTimeout`, the lock
    * is given back and the attempt counts as failed. Single Redis / Sentinel only. Default 0.

@@ -1,5 +1,6 @@
 import { driftAllowance, monotonicNow } from '../clock.js';
 import type { RedisConnection } from '../interfaces/lock-options.interface.js';
+import { DEFAULT_REDLOCK_HUNG_AFTER } from '../lock-options.validation.js';
 import { withTimeout } from '../with-timeout.js';
 import type { AcquireOutcome, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
 import { RedisLockStore } from './redis.store.js';
@@ -26,7 +27,7 @@ export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
  * Longer than any call's bound (at most 5 s, see perMasterBound), so a master that is merely slow
  * is never skipped while its answer could still count.
  */
-export const HUNG_MASTER_AFTER_MS = 10_000;
+export const HUNG_MASTER_AFTER_MS = DEFAULT_REDLOCK_HUNG_AFTER;
 
 /**
  * Redlock: one lock over N independent masters (N >= 3), held when a majority took it within the
@@ -81,7 +82,7 @@ export class RedlockStore implements LockStore {
     return this.masters;
   }
 
-  /** `limits` are there for tests; see RELEASES_QUEUED_PER_DOWN_MASTER and HUNG_MASTER_AFTER_MS. */
+  /** `limits`: the module's `redlockHungAfter`, and for tests the release queue's bound (see RELEASES_QUEUED_PER_DOWN_MASTER and HUNG_MASTER_AFTER_MS). */
   static create(connections: readonly RedisConnection[], prefix: string, limits: Partial<RedlockLimits> = {}): RedlockStore {
     return new RedlockStore(
       connections.map((connection) => RedisLockStore.create(connection, { prefix })),
