@@ -47,6 +47,15 @@ describe('safety checker, invariant 7: a refused late reply', () => {
     // Killed well before the call: two masters remain up, which is a quorum.
     expect(redlock7([...history(400, unavailable), killed(-8_000)])).toHaveLength(1);
   });
+
+  it('under Redlock, accepts it around the start of a hung master (its answer waited for until the apps skip it), not long into the hang', () => {
+    const unavailable: ErrorInfo = { name: 'LockUnavailableError', message: 'Lock "k" could not be taken: no reply within 1000 ms' };
+    const hung = (start: number, end: number): HistoryEvent => ({ ev: 'fault', kind: 'hangMaster', target: 1, start, end });
+    const redlock7 = (events: HistoryEvent[]) => check(events, { topology: 'redlock', agreedPermits: new Map() }).violations.filter((v) => v.invariant === 7);
+    expect(redlock7([...history(400, unavailable), hung(900, 4_000)])).toEqual([]);
+    // Stopped 9 s before the call and still stopped: the apps skip it by then, and two masters answer.
+    expect(redlock7([...history(400, unavailable), hung(-8_000, 4_000)])).toHaveLength(1);
+  });
 });
 
 describe('safety checker, invariant 5: a lock returned with its lease over', () => {

@@ -9,7 +9,7 @@
  * the time was before its `expiresAt`: a lease can only still be valid at t if it was continuously
  * renewed up to then. Overlaps are judged on valid intervals only.
  */
-import { PREFIX, type TopologyName } from './schedule.js';
+import { PREFIX, REDLOCK_HUNG_AFTER_MS, type TopologyName } from './schedule.js';
 import { lockKeyOf } from '../../lib/stores/redis.store.js';
 
 export interface ErrorInfo {
@@ -413,8 +413,15 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     // there while no renewal could reach it; the write-back comes only with a renewal a quorum
     // confirmed): a renewal it refuses counts like one it cannot be reached for.
     const keyLost = faults.filter((f) => f.kind === 'killMaster' && f.start <= end && f.end >= call.callT);
-    const mastersDown = new Set([...near, ...keyLost].filter((f) => f.kind === 'killMaster').map((f) => f.target));
+    const mastersDown = new Set([...near, ...keyLost].filter((f) => f.kind === 'killMaster' || f.kind === 'hangMaster').map((f) => f.target));
     if (mastersDown.size >= 2) return true;
+    // A hung master (stopped, its connections open) is waited for where its answer is needed to
+    // decide, until the apps take it for hung (REDLOCK_HUNG_AFTER_MS, once the others answered)
+    // and skip it: a call may fail for want of its answer only around the start of the hang. It
+    // confirms no renewal while stopped, so a lease on a bare quorum with it is lost.
+    const hung = near.filter((f) => f.kind === 'hangMaster');
+    if (renewal && hung.length > 0) return true;
+    if (hung.some((f) => f.start <= end && f.start + REDLOCK_HUNG_AFTER_MS + RECOVERY >= start)) return true;
     // A lease may be held on a bare quorum (the other master answered busy, or not yet): losing one
     // of those masters loses the quorum of its renewals until the write-back at a confirmed renewal.
     if (renewal && keyLost.length > 0) return true;

@@ -61,6 +61,8 @@ export interface KeySpace {
 
 /** The lock prefix of every app in a run (its keys in Redis are `<prefix>{K}` and siblings). */
 export const PREFIX = 'safety:';
+/** The apps' `redlockHungAfter`: short, so a hangMaster fault lasts past it. */
+export const REDLOCK_HUNG_AFTER_MS = 1_000;
 
 /**
  * Keys with odd characters on purpose: an unbalanced or empty hash tag (`}order:42`, `{}`, `x}{y`),
@@ -339,6 +341,7 @@ export type FaultKind =
   | 'pause' // SIGSTOP an app's process past its ttl, then SIGCONT
   | 'freezeReplica' // SIGSTOP the Sentinel replica (waitForReplicas: 1)
   | 'killMaster' // Redlock: SIGKILL one master (minority), start it again later
+  | 'hangMaster' // Redlock: SIGSTOP one master (its connections stay open), SIGCONT later
   | 'killMajority'; // Redlock: two of three masters
 
 export interface Fault {
@@ -357,7 +360,7 @@ export function faultKinds(topology: TopologyName): Array<[FaultKind, number]> {
     case 'single':
       return [['delay', 3], ['lostScripts', 3], ['cut', 3], ['cutReply', 4], ['blackhole', 1], ['restart', 1], ['pause', 2]];
     case 'redlock':
-      return [['killMaster', 4], ['killMajority', 1], ['delay', 2], ['lostScripts', 2], ['cut', 2], ['pause', 1]];
+      return [['killMaster', 4], ['killMajority', 1], ['hangMaster', 2], ['delay', 2], ['lostScripts', 2], ['cut', 2], ['pause', 1]];
     case 'sentinel':
       return [['freezeReplica', 4], ['pause', 1]];
     case 'cluster':
@@ -415,6 +418,11 @@ export function faultPlan(topology: TopologyName, seed: number, durationMs: numb
         target = d.target % 3;
         break;
       case 'killMajority':
+        target = d.target % 3;
+        break;
+      case 'hangMaster':
+        // Often past REDLOCK_HUNG_AFTER_MS, so the apps come to skip the master while it is still stopped.
+        duration = 1_500 + (duration % 2_500);
         target = d.target % 3;
         break;
       case 'restart':

@@ -14,7 +14,7 @@ import { RedisCluster } from '../support/redis-cluster.js';
 import { RedisSentinelSet } from '../support/redis-sentinel.js';
 import { RedisServer } from '../support/redis-server.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
-import { PREFIX, type Fault, type TopologyName } from './schedule.js';
+import { PREFIX, REDLOCK_HUNG_AFTER_MS, type Fault, type TopologyName } from './schedule.js';
 
 /** Waiters poll (and refresh their "wanted" / "writer waiting" marks) this often. */
 export const POLL_INTERVAL = 150;
@@ -261,7 +261,11 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
         name,
         children,
         appsPerChild: 1,
-        options: (_app, child) => ({ ...base(), redlock: proxies[child].map((proxy) => `redis://127.0.0.1:${proxy.port}`) }),
+        options: (_app, child) => ({
+          ...base(),
+          redlock: proxies[child].map((proxy) => `redis://127.0.0.1:${proxy.port}`),
+          redlockHungAfter: REDLOCK_HUNG_AFTER_MS,
+        }),
         dataPorts: () => masters.map((master) => master.port),
         async inject(fault, pauseChild, mark) {
           if (fault.kind === 'pause') return pauseFault(fault, pauseChild, mark);
@@ -272,6 +276,19 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
             await sleep(fault.durationMs);
             await Promise.all(victims.map((master) => master.restart()));
             mark('end');
+            return;
+          }
+          if (fault.kind === 'hangMaster') {
+            const pid = masters[fault.target].pid;
+            if (pid === undefined) return;
+            process.kill(pid, 'SIGSTOP');
+            mark('start');
+            try {
+              await sleep(fault.durationMs);
+            } finally {
+              mark('end');
+              process.kill(pid, 'SIGCONT');
+            }
             return;
           }
           return networkFault(proxies[fault.target], fault, mark, masters.map((master) => master.port));
