@@ -368,6 +368,25 @@ describe('Redlock: a release while a master is down', () => {
     }
   }, 60_000);
 
+  it('gives back a refused attempt only where it was sent: nothing is queued for a master that is down', async () => {
+    const masters = await RedisServer.startMany(3);
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:');
+    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; offlineQueue: { length: number } };
+    const intent = { announceFor: 0, mode: undefined } as const;
+    try {
+      expect((await store.acquire(['rl:warm'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
+      await masters[0].kill();
+      await eventually(async () => client0.status !== 'ready', 10_000, "the store's connection to master 0 to drop");
+      expect((await store.acquire(['rl:busy'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
+      // Busy on masters 1 and 2; master 0 was skipped, so it has nothing of these tokens to give back.
+      for (let i = 0; i < 5; i++) expect((await store.acquire(['rl:busy'], newOwnerToken(), 30_000, intent)).acquired).toBe(false);
+      expect(client0.offlineQueue.length).toBe(0);
+    } finally {
+      await store.close();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
+
   it('waits there only up to a bound: past it, a release skips the master that is down', async () => {
     const masters = await RedisServer.startMany(3);
     // maxRetriesPerRequest null: ioredis keeps a command queued for a down master forever.
@@ -476,7 +495,71 @@ describe('Redlock: a release while a master is down', () => {
     }
   }, 60_000);
 
-  it('takes no master for hung when this process itself stood still with calls pending on all of them', async () => {
+it('still takes a master for hung when ioredis times its calls out (commandTimeout): a timeout is no answer', async () => {
+    const masters = await RedisServer.startMany(3);
+    const store = RedlockStore.create(
+      masters.map((m, i) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null, ...(i === 0 ? { commandTimeout: 2_000 } : {}) })),
+      'lock:',
+      { hungAfterMs: 300 },
+    );
+    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { commandQueue: { length: number } };
+    const intent = { announceFor: 0, mode: undefined } as const;
+    const pid = masters[0].pid as number;
+    const take = async (key: string) => expect((await store.acquire([key], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
+    try {
+      await take('rl:t0');
+      process.kill(pid, 'SIGSTOP');
+      await take('rl:t1');
+      // ioredis times that attempt out (2 s): it stays queued for master 0, but it was no answer.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      // Nothing pending there now, so this attempt goes (and answers whether it is back)...
+      await take('rl:t2');
+      const queued = client0.commandQueue.length;
+      // ...and while it waits, master 0 counts as silent since rl:t1: skipped.
+      await take('rl:t3');
+      expect(client0.commandQueue.length).toBe(queued);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await store.close();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
+
+  it('does not take a master for hung the moment it is back, although releases queued while it was down are still unanswered', async () => {
+    const masters = await RedisServer.startMany(3);
+    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { hungAfterMs: 300 });
+    const client0 = store.masterStores[0].inspectionTarget.client as unknown as Redis;
+    const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
+    const intent = { announceFor: 0, mode: undefined } as const;
+    const cycle = async (key: string) => {
+      const token = newOwnerToken();
+      expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
+      expect(await store.release([key], token)).toBe(1);
+    };
+    try {
+      await cycle('rl:r0');
+      await masters[0].kill();
+      await eventually(async () => client0.status !== 'ready', 10_000, "the store's connection to master 0 to drop");
+      await cycle('rl:r1'); // its release waits for master 0
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      await cycle('rl:r2'); // answered by the others, long after master 0 fell silent
+      // The first attempt made once the connection is ready again goes to master 0 too.
+      const token = newOwnerToken();
+      const taken = new Promise<boolean>((resolve, reject) => {
+        client0.once('ready', () => store.acquire(['rl:r3'], token, 30_000, intent).then((outcome) => resolve(outcome.acquired), reject));
+      });
+      await masters[0].restart();
+      expect(await taken).toBe(true);
+      await eventually(async () => ownerOf(await admin0.get('lock:{rl:r3}').catch(() => null)) === token, 10_000, 'master 0 to hold rl:r3');
+      expect(await store.release(['rl:r3'], token)).toBe(1);
+    } finally {
+      await store.close();
+      admin0.disconnect();
+      await Promise.all(masters.map((m) => m.stop()));
+    }
+  }, 60_000);
+
+    it('takes no master for hung when this process itself stood still with calls pending on all of them', async () => {
     const masters = await RedisServer.startMany(3);
     const hungAfterMs = 100;
     const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 })), 'lock:', { hungAfterMs });

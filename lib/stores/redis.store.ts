@@ -95,6 +95,8 @@ export class RedisLockStore implements LockStore {
   private closed = false;
   /** The connection has been ready at least once (so a status other than ready means it dropped). */
   private everReady = false;
+  /** When the connection last became ready (monotonic ms); read by Redlock to judge a hung master. */
+  private readyAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     client: Client,
@@ -104,8 +106,10 @@ export class RedisLockStore implements LockStore {
   ) {
     this.client = client as ScriptClient;
     this.everReady = client.status === 'ready';
+    if (this.everReady) this.readyAt = monotonicNow();
     client.on('ready', () => {
       this.everReady = true;
+      this.readyAt = monotonicNow();
     });
     this.releaseChannel = `${settings.prefix}released`;
     this.fenceCounter = `${settings.prefix}fences`;
@@ -133,6 +137,11 @@ export class RedisLockStore implements LockStore {
    */
   get disconnected(): boolean {
     return this.everReady && this.client.status !== 'ready';
+  }
+
+  /** When the connection last became ready (monotonic ms; -Infinity before the first time). */
+  get connectedSince(): number {
+    return this.readyAt;
   }
 
   /** @internal The client and prefix, read by inspection (lib/inspection). */

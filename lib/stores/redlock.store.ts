@@ -61,11 +61,12 @@ export class RedlockStore implements LockStore {
   private readonly inFlight = new Map<string, Array<Promise<boolean> | undefined>>();
   /** Per master, releases sent while it was down or hung that have not settled yet. */
   private readonly queuedWhileDown: number[];
-  /** Per master, calls sent there not answered yet, and when it last answered one (or was sent one with none pending). */
+  /** Per master, calls sent there that have not settled yet. */
   private readonly unanswered: number[];
-  private readonly answeredAt: number[];
-  /** When any master last answered a call. */
-  private lastAnswer = monotonicNow();
+  /** Per master, when the first call sent there since its last answer was sent (undefined: none since). */
+  private readonly silentSince: Array<number | undefined>;
+  /** The latest send time of any call any master has answered (see `hung`). */
+  private latestAnsweredSend = Number.NEGATIVE_INFINITY;
 
   private constructor(
     private readonly masters: RedisLockStore[],
@@ -74,7 +75,7 @@ export class RedlockStore implements LockStore {
     this.quorum = Math.floor(masters.length / 2) + 1;
     this.queuedWhileDown = masters.map(() => 0);
     this.unanswered = masters.map(() => 0);
-    this.answeredAt = masters.map(() => monotonicNow());
+    this.silentSince = masters.map(() => undefined);
   }
 
   /** @internal The masters, read by inspection (lib/inspection). */
@@ -99,7 +100,9 @@ export class RedlockStore implements LockStore {
     const releasing = this.releasing.get(token);
     const inFlight = this.inFlight.get(token);
     let decided = false;
+    const attempted = new Set<number>();
     const attempt = (master: RedisLockStore, i: number): Promise<AcquireOutcome> => {
+      attempted.add(i);
       const sent = this.tracked(i, master.acquire(keys, token, ttl, masterIntent));
       this.trackInFlight(token, i, sent.then((outcome) => outcome.acquired, () => true));
       return sent;
@@ -137,10 +140,12 @@ export class RedlockStore implements LockStore {
       fencesRaisedOn = this.count(raised, (a) => a !== undefined && !(a instanceof Error));
       if (fencesRaisedOn >= this.quorum) return { acquired: true, fences };
     }
-    // Not held: give back what we took everywhere, including masters whose answer we did not wait
-    // for (each connection runs our release after our attempt). Nobody needs to wait for that here;
-    // our next attempt on a master waits for it there.
-    this.releaseOnMasters(keys, token);
+    // Not held: give back what we took on every master this call sent an attempt to, including
+    // those whose answer we did not wait for (each connection runs our release after our attempt).
+    // Nobody needs to wait for that here; our next attempt on a master waits for it there. A master
+    // skipped (down or hung) got no attempt, so nothing to give back there (an earlier attempt of
+    // the token was given back by its own call).
+    this.releaseOnMasters(keys, token, attempted);
     const failures = replies.filter((reply): reply is Error => reply instanceof Error);
     if (granted.length < this.quorum && failures.length > this.masters.length - this.quorum) {
       throw new AggregateError(failures, `only ${this.masters.length - failures.length} of ${this.masters.length} Redlock masters answered; ${this.quorum} are needed`);
@@ -286,9 +291,10 @@ export class RedlockStore implements LockStore {
    * ioredis has reconnected), remembering each release, with the token's earlier ones, until it
    * has run. Returns each master's release.
    */
-  private releaseOnMasters(keys: readonly string[], token: string): Array<Promise<number>> {
+  private releaseOnMasters(keys: readonly string[], token: string, only?: ReadonlySet<number>): Array<Promise<number>> {
     const inFlight = this.inFlight.get(token);
     const releases = this.masters.map((_, i) => {
+      if (only && !only.has(i)) return Promise.resolve(0);
       const pending = inFlight?.[i];
       const now = this.releaseOn(i, keys, token);
       if (!pending) return now;
@@ -329,26 +335,41 @@ export class RedlockStore implements LockStore {
     return release;
   }
 
-  /** Counts a call sent to master `i` as unanswered until it settles (see `hung`). */
+  /**
+   * Counts a call sent to master `i` as unanswered until it settles (see `hung`). A reply (a value
+   * or an error Redis sent) is an answer; a rejection from the client itself (a timeout of
+   * ioredis' `commandTimeout`, a connection given up) is not: the master said nothing.
+   */
   private tracked<T>(i: number, call: Promise<T>): Promise<T> {
-    if (this.unanswered[i] === 0) this.answeredAt[i] = monotonicNow();
+    const sentAt = monotonicNow();
+    this.silentSince[i] ??= sentAt;
     this.unanswered[i] += 1;
-    const answered = () => {
+    const settled = (answered: boolean) => {
       this.unanswered[i] -= 1;
-      this.answeredAt[i] = this.lastAnswer = monotonicNow();
+      if (!answered) return;
+      this.silentSince[i] = this.unanswered[i] > 0 ? monotonicNow() : undefined;
+      this.latestAnsweredSend = Math.max(this.latestAnsweredSend, sentAt);
     };
-    call.then(answered, answered);
+    call.then(
+      () => settled(true),
+      (error: unknown) => settled((error as { name?: unknown } | undefined)?.name === 'ReplyError'),
+    );
     return call;
   }
 
   /**
-   * Master `i` has calls of ours pending and answered none of them for `limits.hungAfterMs` while
-   * another master did answer. Measured against the others' answers, not the clock: when this
-   * process itself stood still (a long synchronous task, a suspended VM), replies wait unread in
-   * every socket, and no master may be taken for hung on waking.
+   * Master `i` is hung: a call of ours is pending there, and it has answered nothing since a call
+   * sent more than `limits.hungAfterMs` before one that another master has answered since. Judged
+   * by send times, not by when replies are read: when this process itself stood still (a long
+   * synchronous task, a suspended VM), replies wait unread in every socket and are read one socket
+   * after another on waking, and no master may be taken for hung then. A connection made again
+   * starts its silence afresh. With nothing pending there, a call goes through, and its answer (or
+   * silence) decides again: a master whose every call ioredis timed out is not skipped for ever.
    */
   private hung(i: number): boolean {
-    return this.unanswered[i] > 0 && this.lastAnswer - this.answeredAt[i] > this.limits.hungAfterMs;
+    const since = this.silentSince[i];
+    if (this.unanswered[i] === 0 || since === undefined) return false;
+    return this.latestAnsweredSend - Math.max(since, this.masters[i].connectedSince) > this.limits.hungAfterMs;
   }
 
   /** Remembers work of the token on master `i` until it settles (see `inFlight`); it replaces earlier work there, which it follows. */
