@@ -505,12 +505,15 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
     const client0 = store.masterStores[0].inspectionTarget.client as unknown as { commandQueue: { length: number } };
     const intent = { announceFor: 0, mode: undefined } as const;
     const pid = masters[0].pid as number;
-    const take = async (key: string) => expect((await store.acquire([key], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
+    const take = async (key: string, token = newOwnerToken()) => expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
     try {
-      await take('rl:t0');
+      const held = newOwnerToken();
+      await take('rl:t0', held);
       process.kill(pid, 'SIGSTOP');
       await take('rl:t1');
-      // ioredis times that attempt out (2 s): it stays queued for master 0, but it was no answer.
+      // A renewal too: renewals go as a pipeline, which resolves with ioredis' timeout in its answers.
+      expect(await store.extend([{ keys: ['rl:t0'], token: held, ttl: 30_000 }])).toEqual([true]);
+      // ioredis times those out (2 s): they stay queued for master 0, but they were no answer.
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       // Nothing pending there now, so this attempt goes (and answers whether it is back)...
       await take('rl:t2');

@@ -167,7 +167,7 @@ export class RedlockStore implements LockStore {
     // Lost for sure only when too many masters say it is not ours for a quorum to remain.
     const decided = (renewed: number, refused: number) => renewed >= this.quorum || refused > this.masters.length - this.quorum;
     const sent: Array<Promise<Array<boolean | Error>>> = [];
-    const replies = await this.onMasters((master, i) => (sent[i] = this.tracked(i, master.extend(renewals))), perMasterBound(ttl), (answers) =>
+    const replies = await this.onMasters((master, i) => (sent[i] = this.tracked(i, master.extend(renewals), someReply)), perMasterBound(ttl), (answers) =>
       renewals.every((_, i) => {
         const { renewed, refused } = tally(answers, i);
         return decided(renewed, refused);
@@ -338,9 +338,10 @@ export class RedlockStore implements LockStore {
   /**
    * Counts a call sent to master `i` as unanswered until it settles (see `hung`). A reply (a value
    * or an error Redis sent) is an answer; a rejection from the client itself (a timeout of
-   * ioredis' `commandTimeout`, a connection given up) is not: the master said nothing.
+   * ioredis' `commandTimeout`, a connection given up) is not: the master said nothing. A call that
+   * resolves with errors in its value (a pipeline) tells which by `isAnswer`.
    */
-  private tracked<T>(i: number, call: Promise<T>): Promise<T> {
+  private tracked<T>(i: number, call: Promise<T>, isAnswer: (value: T) => boolean = () => true): Promise<T> {
     const sentAt = monotonicNow();
     this.silentSince[i] ??= sentAt;
     this.unanswered[i] += 1;
@@ -351,8 +352,8 @@ export class RedlockStore implements LockStore {
       this.latestAnsweredSend = Math.max(this.latestAnsweredSend, sentAt);
     };
     call.then(
-      () => settled(true),
-      (error: unknown) => settled((error as { name?: unknown } | undefined)?.name === 'ReplyError'),
+      (value) => settled(isAnswer(value)),
+      (error: unknown) => settled(isReply(error)),
     );
     return call;
   }
@@ -458,6 +459,16 @@ interface RedlockLimits {
  */
 function perMasterBound(ttl: number): number {
   return Math.min(5_000, Math.max(100, ttl - driftAllowance(ttl)));
+}
+
+/** An error Redis itself sent (ioredis' ReplyError), as opposed to one the client raised. */
+function isReply(error: unknown): boolean {
+  return (error as { name?: unknown } | undefined)?.name === 'ReplyError';
+}
+
+/** Renewals come back as a pipeline's answers, one per renewal: Redis answered if any is not the client's own error. */
+function someReply(answers: ReadonlyArray<boolean | Error>): boolean {
+  return answers.some((answer) => !(answer instanceof Error) || isReply(answer));
 }
 
 function isGranted(reply: AcquireOutcome | Error | undefined): reply is Extract<AcquireOutcome, { acquired: true }> {
