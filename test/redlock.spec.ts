@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { LockNotAcquiredError, LockUnavailableError } from '../lib/index.js';
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { aborted, eventually, startLockApp, type LockApp } from './support/lock-app.js';
@@ -340,6 +340,35 @@ describe('Redlock: a release that meets NOSCRIPT on one master', () => {
   }, 60_000);
 });
 
+/** Master 0's client as the store holds it, with the ioredis queues the tests look at. */
+type ClientSeen = {
+  status: string;
+  once(event: 'ready', listener: () => void): unknown;
+  offlineQueue: { length: number };
+  commandQueue: { length: number };
+};
+
+/**
+ * A RedlockStore over three fresh masters, with `maxRetriesPerRequest: null` (ioredis keeps a
+ * command for a master that is down or hung waiting for ever), `master0` options added to master
+ * 0's connection, and that connection's client as the store sees it.
+ */
+async function storeOverThreeMasters(limits: Parameters<typeof RedlockStore.create>[2] = {}, master0: RedisOptions = {}) {
+  const masters = await RedisServer.startMany(3);
+  const store = RedlockStore.create(
+    masters.map((m, i) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null, ...(i === 0 ? master0 : {}) })),
+    'lock:',
+    limits,
+  );
+  const client0 = store.masterStores[0].inspectionTarget.client as unknown as ClientSeen;
+  const intent = { announceFor: 0, mode: undefined } as const;
+  const close = async () => {
+    await store.close();
+    await Promise.all(masters.map((m) => m.stop()));
+  };
+  return { masters, store, client0, intent, close };
+}
+
 describe('Redlock: a release while a master is down', () => {
   it('reaches that master once it is back, so a lock it kept through its restart is not left held there', async () => {
     // Master 0 keeps every write (fsync always), as a master with persistence may: the key survives its restart.
@@ -369,10 +398,7 @@ describe('Redlock: a release while a master is down', () => {
   }, 60_000);
 
   it('gives back a refused attempt only where it was sent: nothing is queued for a master that is down', async () => {
-    const masters = await RedisServer.startMany(3);
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:');
-    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; offlineQueue: { length: number } };
-    const intent = { announceFor: 0, mode: undefined } as const;
+    const { masters, store, client0, intent, close } = await storeOverThreeMasters();
     try {
       expect((await store.acquire(['rl:warm'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
       await masters[0].kill();
@@ -382,18 +408,13 @@ describe('Redlock: a release while a master is down', () => {
       for (let i = 0; i < 5; i++) expect((await store.acquire(['rl:busy'], newOwnerToken(), 30_000, intent)).acquired).toBe(false);
       expect(client0.offlineQueue.length).toBe(0);
     } finally {
-      await store.close();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 
   it('waits there only up to a bound: past it, a release skips the master that is down', async () => {
-    const masters = await RedisServer.startMany(3);
-    // maxRetriesPerRequest null: ioredis keeps a command queued for a down master forever.
     const limit = 2;
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { queuedReleases: limit });
-    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; offlineQueue: { length: number } };
-    const intent = { announceFor: 0, mode: undefined } as const;
+    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ queuedReleases: limit });
     try {
       expect((await store.acquire(['rl:warm'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
       await masters[0].kill();
@@ -413,18 +434,14 @@ describe('Redlock: a release while a master is down', () => {
       expect((await store.acquire(['rl:after'], token, 30_000, intent)).acquired).toBe(true);
       expect(await store.release(['rl:after'], token)).toBe(1);
     } finally {
-      await store.close();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 
   it('skips a master that has answered nothing for a while (hung, its connection open), so attempts stop piling up there, queues only releases for it, and uses it again once it answers', async () => {
-    const masters = await RedisServer.startMany(3);
     const hungAfterMs = 300;
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { hungAfterMs });
-    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { status: string; commandQueue: { length: number } };
+    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs });
     const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
-    const intent = { announceFor: 0, mode: undefined } as const;
     const pid = masters[0].pid as number;
     const cycle = async (key: string) => {
       const token = newOwnerToken();
@@ -461,9 +478,8 @@ describe('Redlock: a release while a master is down', () => {
       expect(await store.release(['rl:h7'], token)).toBe(1);
     } finally {
       process.kill(pid, 'SIGCONT');
-      await store.close();
       admin0.disconnect();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 
@@ -496,14 +512,7 @@ describe('Redlock: a release while a master is down', () => {
   }, 60_000);
 
 it('still takes a master for hung when ioredis times its calls out (commandTimeout): a timeout is no answer', async () => {
-    const masters = await RedisServer.startMany(3);
-    const store = RedlockStore.create(
-      masters.map((m, i) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null, ...(i === 0 ? { commandTimeout: 2_000 } : {}) })),
-      'lock:',
-      { hungAfterMs: 300 },
-    );
-    const client0 = store.masterStores[0].inspectionTarget.client as unknown as { commandQueue: { length: number } };
-    const intent = { announceFor: 0, mode: undefined } as const;
+    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs: 300 }, { commandTimeout: 2_000 });
     const pid = masters[0].pid as number;
     const take = async (key: string, token = newOwnerToken()) => expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
     try {
@@ -523,17 +532,13 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
       expect(client0.commandQueue.length).toBe(queued);
     } finally {
       process.kill(pid, 'SIGCONT');
-      await store.close();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 
   it('does not take a master for hung the moment it is back, although releases queued while it was down are still unanswered', async () => {
-    const masters = await RedisServer.startMany(3);
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: null })), 'lock:', { hungAfterMs: 300 });
-    const client0 = store.masterStores[0].inspectionTarget.client as unknown as Redis;
+    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs: 300 });
     const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
-    const intent = { announceFor: 0, mode: undefined } as const;
     const cycle = async (key: string) => {
       const token = newOwnerToken();
       expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
@@ -556,17 +561,14 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
       await eventually(async () => ownerOf(await admin0.get('lock:{rl:r3}').catch(() => null)) === token, 10_000, 'master 0 to hold rl:r3');
       expect(await store.release(['rl:r3'], token)).toBe(1);
     } finally {
-      await store.close();
       admin0.disconnect();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 
     it('takes no master for hung when this process itself stood still with calls pending on all of them', async () => {
-    const masters = await RedisServer.startMany(3);
     const hungAfterMs = 100;
-    const store = RedlockStore.create(masters.map((m) => ({ host: m.host, port: m.port, maxRetriesPerRequest: 1 })), 'lock:', { hungAfterMs });
-    const intent = { announceFor: 0, mode: undefined } as const;
+    const { store, intent, close } = await storeOverThreeMasters({ hungAfterMs });
     try {
       const [first, second] = [newOwnerToken(), newOwnerToken()];
       await store.release(['rl:still-warm'], newOwnerToken()); // connections up and scripts loaded
@@ -580,8 +582,7 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
       expect((await pending).acquired).toBe(true);
       expect((await next).acquired).toBe(true);
     } finally {
-      await store.close();
-      await Promise.all(masters.map((m) => m.stop()));
+      await close();
     }
   }, 60_000);
 });

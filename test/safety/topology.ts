@@ -202,6 +202,20 @@ async function networkFault(proxies: TcpProxy[], fault: Fault, mark: Mark, serve
   }
 }
 
+/** SIGSTOP a Redis server for the fault's duration (its connections stay open), then SIGCONT. */
+async function stopServerFor(server: RedisServer, fault: Fault, mark: Mark): Promise<void> {
+  const pid = server.pid;
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGSTOP');
+  mark('start');
+  try {
+    await sleep(fault.durationMs);
+  } finally {
+    mark('end');
+    process.kill(pid, 'SIGCONT');
+  }
+}
+
 async function pauseFault(fault: Fault, pauseChild: (child: number, paused: boolean) => void, mark: Mark) {
   mark('start');
   pauseChild(fault.target, true);
@@ -278,19 +292,7 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
             mark('end');
             return;
           }
-          if (fault.kind === 'hangMaster') {
-            const pid = masters[fault.target].pid;
-            if (pid === undefined) return;
-            process.kill(pid, 'SIGSTOP');
-            mark('start');
-            try {
-              await sleep(fault.durationMs);
-            } finally {
-              mark('end');
-              process.kill(pid, 'SIGCONT');
-            }
-            return;
-          }
+          if (fault.kind === 'hangMaster') return stopServerFor(masters[fault.target], fault, mark);
           return networkFault(proxies[fault.target], fault, mark, masters.map((master) => master.port));
         },
         async stop() {
@@ -315,16 +317,7 @@ export async function startTopology(name: TopologyName): Promise<Topology> {
         dataPorts: () => [set.servers[0].port],
         async inject(fault, pauseChild, mark) {
           if (fault.kind === 'pause') return pauseFault(fault, pauseChild, mark);
-          const pid = replica.pid;
-          if (pid === undefined) return;
-          process.kill(pid, 'SIGSTOP');
-          mark('start');
-          try {
-            await sleep(fault.durationMs);
-          } finally {
-            mark('end');
-            process.kill(pid, 'SIGCONT');
-          }
+          return stopServerFor(replica, fault, mark);
         },
         stop: () => set.stop(),
       };
