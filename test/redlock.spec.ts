@@ -362,11 +362,17 @@ async function storeOverThreeMasters(limits: Parameters<typeof RedlockStore.crea
   );
   const client0 = store.masterStores[0].inspectionTarget.client as unknown as ClientSeen;
   const intent = { announceFor: 0, mode: undefined } as const;
+  /** Takes a free key (by quorum) with a new token and releases it. */
+  const cycle = async (key: string) => {
+    const token = newOwnerToken();
+    expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
+    expect(await store.release([key], token)).toBe(1);
+  };
   const close = async () => {
     await store.close();
     await Promise.all(masters.map((m) => m.stop()));
   };
-  return { masters, store, client0, intent, close };
+  return { masters, store, client0, intent, cycle, close };
 }
 
 describe('Redlock: a release while a master is down', () => {
@@ -414,18 +420,13 @@ describe('Redlock: a release while a master is down', () => {
 
   it('waits there only up to a bound: past it, a release skips the master that is down', async () => {
     const limit = 2;
-    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ queuedReleases: limit });
+    const { masters, store, client0, intent, cycle, close } = await storeOverThreeMasters({ queuedReleases: limit });
     try {
       expect((await store.acquire(['rl:warm'], newOwnerToken(), 30_000, intent)).acquired).toBe(true);
       await masters[0].kill();
       await eventually(async () => client0.status !== 'ready', 10_000, "the store's connection to master 0 to drop");
-      const keys = ['rl:q1', 'rl:q2', 'rl:q3', 'rl:q4', 'rl:q5'];
-      for (const key of keys) {
-        const token = newOwnerToken();
-        expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
-        // Released by the two masters that are up (a quorum), whether or not master 0 queued it.
-        expect(await store.release([key], token)).toBe(1);
-      }
+      // Each released by the two masters that are up (a quorum), whether or not master 0 queued it.
+      for (const key of ['rl:q1', 'rl:q2', 'rl:q3', 'rl:q4', 'rl:q5']) await cycle(key);
       expect(client0.offlineQueue.length).toBe(limit);
       // Once master 0 is back, the queued releases run and the bound is free again.
       await masters[0].restart();
@@ -440,14 +441,9 @@ describe('Redlock: a release while a master is down', () => {
 
   it('skips a master that has answered nothing for a while (hung, its connection open), so attempts stop piling up there, queues only releases for it, and uses it again once it answers', async () => {
     const hungAfterMs = 300;
-    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs });
+    const { masters, store, client0, intent, cycle, close } = await storeOverThreeMasters({ hungAfterMs });
     const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
     const pid = masters[0].pid as number;
-    const cycle = async (key: string) => {
-      const token = newOwnerToken();
-      expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
-      expect(await store.release([key], token)).toBe(1);
-    };
     try {
       await cycle('rl:h0');
       process.kill(pid, 'SIGSTOP');
@@ -511,7 +507,7 @@ describe('Redlock: a release while a master is down', () => {
     }
   }, 60_000);
 
-it('still takes a master for hung when ioredis times its calls out (commandTimeout): a timeout is no answer', async () => {
+  it('still takes a master for hung when ioredis times its calls out (commandTimeout): a timeout is no answer', async () => {
     const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs: 300 }, { commandTimeout: 2_000 });
     const pid = masters[0].pid as number;
     const take = async (key: string, token = newOwnerToken()) => expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
@@ -537,13 +533,8 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
   }, 60_000);
 
   it('does not take a master for hung the moment it is back, although releases queued while it was down are still unanswered', async () => {
-    const { masters, store, client0, intent, close } = await storeOverThreeMasters({ hungAfterMs: 300 });
+    const { masters, store, client0, intent, cycle, close } = await storeOverThreeMasters({ hungAfterMs: 300 });
     const admin0 = masters[0].client({ maxRetriesPerRequest: 1 });
-    const cycle = async (key: string) => {
-      const token = newOwnerToken();
-      expect((await store.acquire([key], token, 30_000, intent)).acquired).toBe(true);
-      expect(await store.release([key], token)).toBe(1);
-    };
     try {
       await cycle('rl:r0');
       await masters[0].kill();
@@ -566,7 +557,7 @@ it('still takes a master for hung when ioredis times its calls out (commandTimeo
     }
   }, 60_000);
 
-    it('takes no master for hung when this process itself stood still with calls pending on all of them', async () => {
+  it('takes no master for hung when this process itself stood still with calls pending on all of them', async () => {
     const hungAfterMs = 100;
     const { store, intent, close } = await storeOverThreeMasters({ hungAfterMs });
     try {

@@ -421,7 +421,7 @@ export function check(events: HistoryEvent[], context: CheckContext): { violatio
     // confirms no renewal while stopped, so a lease on a bare quorum with it is lost.
     const hung = near.filter((f) => f.kind === 'hangMaster');
     if (renewal && hung.length > 0) return true;
-    if (hung.some((f) => f.start <= end && f.start + REDLOCK_HUNG_AFTER_MS + RECOVERY >= start)) return true;
+    if (hung.some((f) => f.start + REDLOCK_HUNG_AFTER_MS + RECOVERY >= start)) return true;
     // A lease may be held on a bare quorum (the other master answered busy, or not yet): losing one
     // of those masters loses the quorum of its renewals until the write-back at a confirmed renewal.
     if (renewal && keyLost.length > 0) return true;
