@@ -18,16 +18,6 @@ const RELEASING_LIMIT = 10_000;
  * had the master missed the release any other way.
  */
 export const RELEASES_QUEUED_PER_DOWN_MASTER = 10_000;
-/**
- * A master with calls of ours unanswered and no answer at all for this long, while the others
- * answered, is hung (a stopped process, a network path that drops packets without closing the
- * connection): calls skip it until it answers again, and releases wait for it within
- * RELEASES_QUEUED_PER_DOWN_MASTER. Its connection stays open, so until TCP gives up (minutes)
- * every call sent there would wait in the connection's queue, which grew with every acquire.
- * Longer than any call's bound (at most 5 s, see perMasterBound), so a master that is merely slow
- * is never skipped while its answer could still count.
- */
-export const HUNG_MASTER_AFTER_MS = DEFAULT_REDLOCK_HUNG_AFTER;
 
 /**
  * Redlock: one lock over N independent masters (N >= 3), held when a majority took it within the
@@ -83,11 +73,11 @@ export class RedlockStore implements LockStore {
     return this.masters;
   }
 
-  /** `limits`: the module's `redlockHungAfter`, and for tests the release queue's bound (see RELEASES_QUEUED_PER_DOWN_MASTER and HUNG_MASTER_AFTER_MS). */
+  /** `limits`: the module's `redlockHungAfter`, and for tests the release queue's bound (see RedlockLimits). */
   static create(connections: readonly RedisConnection[], prefix: string, limits: Partial<RedlockLimits> = {}): RedlockStore {
     return new RedlockStore(
       connections.map((connection) => RedisLockStore.create(connection, { prefix })),
-      { queuedReleases: RELEASES_QUEUED_PER_DOWN_MASTER, hungAfterMs: HUNG_MASTER_AFTER_MS, ...limits },
+      { queuedReleases: RELEASES_QUEUED_PER_DOWN_MASTER, hungAfterMs: DEFAULT_REDLOCK_HUNG_AFTER, ...limits },
     );
   }
 
@@ -443,9 +433,20 @@ export class RedlockStore implements LockStore {
   }
 }
 
-/** Bounds on what a master that is down or hung may cost (see RELEASES_QUEUED_PER_DOWN_MASTER, HUNG_MASTER_AFTER_MS). */
+/** Bounds on what a master that is down or hung may cost. */
 interface RedlockLimits {
+  /** See RELEASES_QUEUED_PER_DOWN_MASTER. */
   queuedReleases: number;
+  /**
+   * The module's `redlockHungAfter`. A master with calls of ours unanswered and no answer at all
+   * for this long, while the others answered, is hung (a stopped process, a network path that
+   * drops packets without closing the connection): calls skip it until it answers again (see
+   * `hung`), and releases wait for it within `queuedReleases`. Its connection stays open, so until
+   * TCP gives up (minutes) every call sent there would wait in the connection's queue. The
+   * default, DEFAULT_REDLOCK_HUNG_AFTER, is longer than any call's bound (at most 5 s, see
+   * perMasterBound), so a master that is merely slow is never skipped while its answer could
+   * still count.
+   */
   hungAfterMs: number;
 }
 
