@@ -361,6 +361,10 @@ async function storeOverThreeMasters(limits: Parameters<typeof RedlockStore.crea
     limits,
   );
   const client0 = store.masterStores[0].inspectionTarget.client as unknown as ClientSeen;
+  // Every connection up before the test starts: a quorum answers without master 0, so a first
+  // call alone does not ensure that master 0 was ever connected (and one never connected is not
+  // "down": its commands queue as usual).
+  await Promise.all(store.masterStores.map((m) => m.inspectionTarget.client.ping()));
   const intent = { announceFor: 0, mode: undefined } as const;
   /** Takes a free key (by quorum) with a new token and releases it. */
   const cycle = async (key: string) => {
@@ -484,6 +488,7 @@ describe('Redlock: a release while a master is down', () => {
     // Clients passed in, so the test can see what waits for master 0.
     const connections = masters.map((m) => new Redis({ host: m.host, port: m.port, maxRetriesPerRequest: null }));
     const queue0 = () => (connections[0] as unknown as { commandQueue: { length: number } }).commandQueue.length;
+    await Promise.all(connections.map((c) => c.ping())); // master 0 connected before it hangs
     const app = await startLockApp({ redlock: connections, redlockHungAfter: 300, wait: 0 });
     const pid = masters[0].pid as number;
     const cycle = async (key: string) => (await app.locks.acquire(key)).release();
