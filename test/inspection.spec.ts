@@ -343,6 +343,7 @@ describe('inspection on Redlock (three masters)', () => {
     expectNoToken(JSON.stringify(info), [lock.token]);
     expect((await appB.locks.list({ match: 'rl:*' })).map((item) => item.key)).toEqual(['rl:ins']);
 
+    await eventually(async () => (await appB.locks.inspect('rl:ins')).masters?.every((master) => master.held) === true, 10_000, 'every master to hold rl:ins');
     const cli = await runCli(['--redlock', masters.map((master) => master.url).join(','), 'inspect', 'rl:ins']);
     expect(cli.code).toBe(0);
     expect(cli.stdout).toContain('rl:ins: held (exclusive)');
