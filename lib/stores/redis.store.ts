@@ -93,9 +93,11 @@ export class RedisLockStore implements LockStore {
   /** Who hears releases: also handed the grants this store's own releases make (see handedOver). */
   private releaseListener: ((notice: ReleaseNotice) => void) | undefined;
   private closed = false;
-  /** The connection has been ready at least once (so a status other than ready means it dropped). */
-  private everReady = false;
-  /** When the connection last became ready (monotonic ms); read by Redlock to judge a hung master. */
+  /**
+   * When the connection last became ready (monotonic ms; -Infinity: never yet, so a status other
+   * than ready means it is still being made, not that it dropped). Also read by Redlock to judge a
+   * hung master.
+   */
   private readyAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
@@ -105,10 +107,8 @@ export class RedisLockStore implements LockStore {
     private readonly settings: RedisStoreSettings,
   ) {
     this.client = client as ScriptClient;
-    this.everReady = client.status === 'ready';
-    if (this.everReady) this.readyAt = monotonicNow();
+    if (client.status === 'ready') this.readyAt = monotonicNow();
     client.on('ready', () => {
-      this.everReady = true;
       this.readyAt = monotonicNow();
     });
     this.releaseChannel = `${settings.prefix}released`;
@@ -136,7 +136,7 @@ export class RedisLockStore implements LockStore {
    * would only wait in its offline queue. (Before the first connect, commands queue as usual.)
    */
   get disconnected(): boolean {
-    return this.everReady && this.client.status !== 'ready';
+    return this.readyAt !== Number.NEGATIVE_INFINITY && this.client.status !== 'ready';
   }
 
   /** When the connection last became ready (monotonic ms; -Infinity before the first time). */
