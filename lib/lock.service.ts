@@ -20,8 +20,9 @@ import {
   type ResolvedModuleOptions,
 } from './lock-options.validation.js';
 import { Lock, type LeaseOwner } from './lock.js';
-import { ReleaseWaiters, type Waiter } from './release-waiters.js';
-import type { AcquireOutcome, LeaseShape, LockStore, Renewal, StoreHealth, WaitIntent } from './stores/lock-store.js';
+import { LocalSuccession, SuccessionCandidate, type Succession } from './local-succession.js';
+import { ReleaseWaiters, Waiter } from './release-waiters.js';
+import type { AcquireOutcome, LeaseShape, LockStore, Renewal, StoreHealth, SuccessionOutcome, WaitIntent } from './stores/lock-store.js';
 import { withTimeout } from './with-timeout.js';
 // Operations (issue 16): instance identity in owner tokens, inspection.
 import { InstanceRegistry } from './instance/instance-registry.js';
@@ -54,6 +55,18 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   private readonly chain = new AsyncLocalStorage<HeldInChain>();
   /** Every lease not yet released in Redis (held or lost), for shutdown. */
   private readonly leases = new Set<Lease>();
+  /**
+   * Leases of one key in the default mode that this service holds, by key: a caller of this
+   * service that waits for such a key waits here, and the holder's release hands it the key.
+   */
+  private readonly soleHolds = new Map<string, Lease>();
+  private readonly succession = new LocalSuccession();
+  /** Keys whose sole hold's release is offering the key to a caller of this service right now. */
+  private readonly offering = new Set<string>();
+  /** Releases offering a key to a caller here, until they have run: shutdown lets them finish. */
+  private readonly offers = new Set<Promise<void>>();
+  /** Give-backs of keys an offer may have handed to callers who gave up: shutdown lets them finish. */
+  private readonly offerGiveBacks = new Set<Promise<void>>();
   private listening = false;
   private closed = false;
   /** Lock events go here; when unset, no event is even built. */
@@ -211,7 +224,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
   get activity(): { instanceId: string; held: number; waiting: number } {
     let held = 0;
     for (const lease of this.leases) if (lease.state === 'held') held += 1;
-    return { instanceId: this.instance.id, held, waiting: this.waiters.size };
+    return { instanceId: this.instance.id, held, waiting: this.waiters.size + this.succession.size };
   }
 
   private requireInspector(): LockInspector {
@@ -221,7 +234,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
 
   /** @internal Counters of the lease scheduler, for tests and benchmarks. */
   get leaseStats(): LeaseKeeper['stats'] & { waiters: number; leases: number } {
-    return { ...this.keeper.stats, waiters: this.waiters.size, leases: this.leases.size };
+    return { ...this.keeper.stats, waiters: this.waiters.size + this.succession.size, leases: this.leases.size };
   }
 
   /** Releases every lock still held, then closes the connections the module opened. */
@@ -231,9 +244,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     await this.stopLeading();
     this.closed = true;
     this.waiters.wakeAll(); // each waiter re-checks, sees the service closed and rejects
+    this.succession.dismissAll();
     this.keeper.drain();
     const held = [...this.leases];
     this.leases.clear();
+    this.soleHolds.clear();
     await Promise.all(
       held.map(async (lease) => {
         lease.lose(new LockLostError(MESSAGES.lost(lease.keys, MESSAGES.lostShutdown), lease.keys));
@@ -243,6 +258,12 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         );
       }),
     );
+    // A caller here that a release in flight is handing a key to finds the service closed once that
+    // release has run, and gives the key back: before the connection closes, or the key would stay
+    // taken until its ttl. (Woken callers have all ended their waits by the next turn of the loop.)
+    await withTimeout(Promise.all(this.offers), RELEASE_TIMEOUT_MS).catch(() => undefined);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await withTimeout(Promise.all(this.offerGiveBacks), RELEASE_TIMEOUT_MS).catch(() => undefined);
     await this.instance.stop();
     await this.store.close();
   }
@@ -255,10 +276,14 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     if (wasHeld) lease.state = 'releasing';
     this.keeper.forget(lease);
     this.leases.delete(lease);
+    const soleHold = this.soleHolds.get(lease.keys[0]) === lease;
+    if (soleHold) this.soleHolds.delete(lease.keys[0]);
+    const successor = soleHold && wasHeld ? this.succession.next(lease.keys[0]) : undefined;
     try {
       // Also for a lost lease: compare-and-delete cannot touch another owner's key, and it tidies
       // up keys of ours that Redis may still hold (e.g. a renewal reply that came too late).
-      await withTimeout(this.store.release(lease.keys, lease.token, lease.shape), RELEASE_TIMEOUT_MS);
+      if (successor) await this.releaseToSuccessor(lease, successor);
+      else await withTimeout(this.store.release(lease.keys, lease.token, lease.shape), RELEASE_TIMEOUT_MS);
     } catch (error) {
       if (wasHeld) {
         this.logger.warn(
@@ -270,6 +295,51 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     }
     if (this.onEvent && wasHeld) {
       this.emit({ type: 'released', keys: lease.keys, heldMs: Math.round(monotonicNow() - lease.acquiredAt) });
+    }
+  }
+
+  /**
+   * Releases a sole hold and offers the key to the first caller of this service waiting for it,
+   * in the same script (see RELEASE_TO_SUCCESSOR_SCRIPT): the key goes to that caller unless a
+   * waiter of another instance waits for it. The successor's lease counts from when this release
+   * was sent, before the key can have become its own.
+   */
+  private async releaseToSuccessor(lease: Lease, candidate: SuccessionCandidate): Promise<void> {
+    const key = candidate.key;
+    const sentAt = monotonicNow();
+    const releasing = (this.store.releaseToSuccessor as NonNullable<LockStore['releaseToSuccessor']>).call(
+      this.store,
+      key,
+      lease.token,
+      candidate.token,
+      candidate.ttl,
+    );
+    const offer = releasing.then(
+      () => undefined,
+      () => undefined,
+    );
+    candidate.offer = offer;
+    candidate.offeredAt = sentAt;
+    this.offers.add(offer);
+    void offer.then(() => this.offers.delete(offer));
+    this.offering.add(key);
+    let outcome: SuccessionOutcome | undefined;
+    try {
+      outcome = await withTimeout(releasing, RELEASE_TIMEOUT_MS);
+    } finally {
+      this.offering.delete(key);
+      if (outcome?.successorFence !== undefined) {
+        candidate.succeed({ fence: outcome.successorFence, sentAt });
+      } else if (outcome?.handedTo?.startsWith(this.instance.id) && !candidate.left) {
+        // Another caller of this service, queued in Redis, got it: the next release offers it again.
+        candidate.offer = undefined;
+        this.succession.putBack(candidate);
+      } else {
+        // The key went to another instance's waiter, is free, was not ours any more, or no answer
+        // came: everyone waiting here asks Redis (an offer that ran after all shows as "granted earlier").
+        candidate.dismiss();
+        this.succession.dismiss(key);
+      }
     }
   }
 
@@ -378,6 +448,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       mode: call.mode,
     };
     const shape: LeaseShape = { fair: call.fair, permits: call.permits, mode: call.mode };
+    /** Set while this caller waits for a key this service holds, to be handed it by the release. */
+    let candidate: SuccessionCandidate | undefined;
     let waiter: Waiter | undefined;
     let busyKey: string | undefined;
     /** When the last attempt that found the key busy was sent: a fair grant happened after it. */
@@ -387,12 +459,27 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     let unanswered: Promise<boolean> | undefined;
     if (queued) this.waiters.expect(token);
     try {
+      // One key in the default mode, held by this very service: wait for its release here, not in
+      // Redis. Only before the first attempt: a caller queued in Redis is handed the key from there.
+      let succession: Succession | undefined;
+      if (queued && !fair && call.permits === undefined && this.holdsHere(keys[0])) {
+        candidate = new SuccessionCandidate(keys[0], token, call.ttl, new Waiter(this.waiters, keys[0], token));
+        this.succession.join(candidate);
+        succession = await this.awaitSuccession(candidate, call, deadline, pollInterval);
+        // Asking Redis now: a key found to be ours already ("granted earlier") was given to us by
+        // the last offer, so its lease counts from when that release was sent.
+        if (!succession && candidate.offeredAt !== undefined) lastBusySentAt = candidate.offeredAt;
+      }
       for (;;) {
         if (call.signal?.aborted) throw call.signal.reason;
         this.assertOpen();
         let busy: BusyOutcome | undefined;
         let failure: unknown;
         let grant: { fences: number[]; leaseStart: number } | undefined;
+        if (succession) {
+          grant = { fences: [succession.fence], leaseStart: succession.sentAt };
+          succession = undefined;
+        }
         // A release that handed the key to us: its message may have waited (a paused
         // process, a slow subscriber) while the lease it granted ran out. When it names the
         // attempt that queued us, the grant happened after that attempt ran, so the lease is
@@ -405,7 +492,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         waiter?.consumeWake();
         const handedSentAt =
           handed?.attempt === undefined || handed.attempt <= sentBeforeGiveBack ? undefined : sentAtOfAttempt?.get(handed.attempt);
-        if (handed && handedSentAt !== undefined) {
+        if (grant) {
+          // Handed over by this service's own release (above).
+        } else if (handed && handedSentAt !== undefined) {
           grant = { fences: [handed.fence], leaseStart: handedSentAt };
         } else {
           if (givingBack) {
@@ -457,6 +546,8 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
           }
           givingBack = this.giveBack(keys, token, shape, givingBack);
           sentBeforeGiveBack = queued?.attempt ?? 0;
+          // Callers lined up here for the key may have waited for this grant to become a sole hold.
+          this.settleLine(keys[0]);
           // Not held after all: an attempt that failed, retried within the wait.
         }
         if (busy && waiter?.granted !== undefined) continue; // handed over while we were asking
@@ -491,6 +582,10 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
         if (woke === 'aborted') throw (call.signal as AbortSignal).reason;
       }
     } finally {
+      if (candidate) this.endCandidacy(candidate, acquired, keys, token, shape);
+      // A wait that ended without a sole hold (fair, refused, given up) may be the one a line of
+      // callers here was put back to wait for (see releaseToSuccessor): they ask Redis instead.
+      if (queued) this.settleLine(keys[0]);
       waiter?.dispose();
       if (queued) this.waiters.forget(token);
       // A queued waiter that gives up leaves the queue, passing on the lock if it was just granted.
@@ -542,6 +637,60 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     return pending ? Promise.all([pending, release]).then(() => undefined) : release;
   }
 
+  /**
+   * Sleeps until this service's release of the key hands it to the candidate (the succession), or
+   * the candidate must ask Redis like any waiter (undefined): dismissed, the holder no longer holds
+   * the key and made no offer, or the wait is over (a last attempt then decides, as for any waiter).
+   */
+  private async awaitSuccession(
+    candidate: SuccessionCandidate,
+    call: ResolvedCallOptions,
+    deadline: number,
+    pollInterval: number,
+  ): Promise<Succession | undefined> {
+    for (;;) {
+      if (candidate.succeeded) return candidate.succeeded;
+      if (call.signal?.aborted) throw call.signal.reason;
+      this.assertOpen();
+      const now = monotonicNow();
+      const holderLeft = candidate.offer === undefined && !this.holdsHere(candidate.key);
+      if (candidate.dismissed || holderLeft || now >= deadline) {
+        candidate.left = true;
+        this.succession.leave(candidate);
+        return undefined;
+      }
+      const woke = await candidate.waiter.sleep(Math.min(pollInterval, deadline - now), call.signal);
+      if (woke === 'aborted') throw (call.signal as AbortSignal).reason;
+    }
+  }
+
+  /** Sends the callers lined up for `key` to Redis, unless this service still holds it or is offering it. */
+  private settleLine(key: string): void {
+    if (!this.holdsHere(key)) this.succession.dismiss(key);
+  }
+
+  /** This service holds `key` alone (one key, default mode), or its release is offering it to a caller here. */
+  private holdsHere(key: string): boolean {
+    return this.soleHolds.get(key)?.state === 'held' || this.offering.has(key);
+  }
+
+  /**
+   * A candidate's wait is over. One that did not end up holding the key gives back whatever an
+   * offer may have handed it, once that offer has run in Redis (a give-back sent earlier could run
+   * first and miss it), and the callers still waiting here then ask Redis.
+   */
+  private endCandidacy(candidate: SuccessionCandidate, acquired: boolean, keys: string[], token: string, shape: LeaseShape): void {
+    candidate.left = true;
+    this.succession.leave(candidate);
+    if (acquired || candidate.offer === undefined) return;
+    const givingBack = candidate.offer
+      .then(() => this.store.release(keys, token, shape))
+      .catch(() => undefined)
+      .then(() => this.settleLine(candidate.key));
+    this.offerGiveBacks.add(givingBack);
+    void givingBack.then(() => this.offerGiveBacks.delete(givingBack));
+  }
+
   /** Waits for the store's confirmation of a grant, bounded by the lease and the wait: why it failed, or undefined. */
   private async confirmation(confirming: Promise<void>, leaseStart: number, ttl: number, deadline: number): Promise<unknown> {
     try {
@@ -569,6 +718,9 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
     lease.shape = shape;
     this.leases.add(lease);
+    if (keys.length === 1 && !shape.fair && shape.permits === undefined && shape.mode !== 'read' && this.store.releaseToSuccessor) {
+      this.soleHolds.set(keys[0], lease);
+    }
     this.keeper.schedule(lease);
     if (this.onEvent) this.emit({ type: 'acquired', keys, fences, waitedMs: Math.round(monotonicNow() - waitStart) });
     return lease;
@@ -596,6 +748,11 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     // The key is not deleted here: the holder may still be running, so it keeps whatever is left of
     // its lease, and releasing the handle tidies up.
     if (!lease.lose(error)) return;
+    if (this.soleHolds.get(lease.keys[0]) === lease) {
+      // Its callers waiting here would wait for a release that may never hand anything over.
+      this.soleHolds.delete(lease.keys[0]);
+      this.succession.dismiss(lease.keys[0]);
+    }
     this.logger.warn(error.message);
     if (this.onEvent) this.emit({ type: 'lost', keys: lease.keys, heldMs: Math.round(monotonicNow() - lease.acquiredAt), error });
   }

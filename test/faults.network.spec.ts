@@ -143,10 +143,12 @@ describe('network faults', () => {
         lock.signal.addEventListener('abort', () => atAbort.set(lock, { at: Date.now(), expiresAt: lock.expiresAt }), { once: true });
       }
 
-      // A caller waiting for the busy key, with the release subscriber open.
+      // A caller waiting for a busy key, with the release subscriber open. The key is one of the
+      // multi-key hold's: for a key the app holds alone, the caller would wait in the app for the
+      // app's own release (local succession), asking Redis nothing and opening no subscriber.
       const waitMs = 2_000;
       const waiterStart = Date.now();
-      const waiter = track(() => app.locks.acquire('down:held', { wait: waitMs }));
+      const waiter = track(() => app.locks.acquire('down:m1', { wait: waitMs }));
       await eventually(() => app.locks.leaseStats.waiters === 1, 10_000, 'the waiter to queue');
       await eventually(async () => (await releaseSubscribers(redis)) >= 1, 10_000, 'the release subscriber');
 

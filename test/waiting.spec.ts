@@ -4,7 +4,7 @@ import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.
 import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
 import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
-import { RedisMonitor, releaseAndExpectHandoff } from './support/redis-monitor.js';
+import { RedisMonitor, releaseAndExpectHandoff, releaseAndExpectSuccession } from './support/redis-monitor.js';
 import { noSubscribeUserUrl } from './support/redis-admin.js';
 
 describe('waiting for a busy lock', () => {
@@ -121,7 +121,10 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
 
   it('serves waiters from two apps in arrival order', async () => {
     const key = `fair:order:${fair}`;
-    const held = await appA.locks.acquire(key);
+    // Held by a third app: in the default mode, a caller of the holding app itself would wait in
+    // that app for its release rather than in the Redis queue (local succession).
+    const holderApp = await startLockApp({ redis: server.url, fair });
+    const held = await holderApp.locks.acquire(key);
     const order: string[] = [];
     const waiters: Array<Promise<void>> = [];
     const apps = [appB, appA, appB, appA, appB];
@@ -137,6 +140,7 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
     }
     await held.release();
     await Promise.all(waiters);
+    await holderApp.close();
     expect(order).toEqual(['w0', 'w1', 'w2', 'w3', 'w4']);
     expect(await redis.exists(`lock:{${key}}:queue`, `lock:{${key}}:waiting`, `lock:{${key}}`)).toBe(0);
   });
@@ -194,8 +198,16 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
     try {
       const held = await app.locks.acquire(key, { ttl: 600_000 });
       const waiting = app.locks.acquire(key, { wait: 20_000 });
-      await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
-      const got = await releaseAndExpectHandoff(monitor, redis, held, waiting);
+      let got: Lock;
+      if (fair) {
+        await eventually(async () => (await queueLength(key)) === 1, 10_000, 'the waiter to queue');
+        got = await releaseAndExpectHandoff(monitor, redis, held, waiting);
+      } else {
+        // The default mode: the caller waits in the app for the app's own release (local succession).
+        await eventually(() => app.locks.leaseStats.waiters === 1, 10_000, 'the caller to wait');
+        expect(await queueLength(key)).toBe(0);
+        got = await releaseAndExpectSuccession(monitor, redis, held, waiting);
+      }
       expect(ownerOf(await redis.get(`lock:{${key}}`))).toBe(got.token);
       expect(got.fence).toBe(held.fence + 1);
       await got.release();

@@ -30,6 +30,16 @@ export interface ReleaseNotice {
   grantedTo?: { token: string; fence: number; attempt?: number };
 }
 
+/** What a release to a successor did (see LockStore.releaseToSuccessor). */
+export interface SuccessionOutcome {
+  /** Whether the releasing token held the key. */
+  released: boolean;
+  /** The successor holds the key now, with this fence. */
+  successorFence?: number;
+  /** The key went to this queued waiter instead (someone else waited). */
+  handedTo?: string;
+}
+
 /** How the caller of one acquire attempt will wait if the key is busy. */
 export interface WaitIntent {
   /**
@@ -135,6 +145,14 @@ export interface LockStore {
    * so a grant that races a service's first wait is not lost).
    */
   hearOwnGrants?(onRelease: (notice: ReleaseNotice) => void): void;
+  /**
+   * Stores that can hand a lock to a waiter of the releasing process in the release itself (one
+   * key, default mode): releases `key` if `token` holds it and, when no other instance waits for
+   * it, gives it to `successor` (a token that has not asked for the key) for `successorTtl` ms with
+   * a new fence. Otherwise behaves as `release`, handing the key to a queued waiter if there is one
+   * (`handedTo`).
+   */
+  releaseToSuccessor?(key: string, token: string, successor: string, successorTtl: number): Promise<SuccessionOutcome>;
   /** Round trip to each server behind the store, for health checks. */
   ping(timeoutMs: number): Promise<StoreHealth>;
   /** Stops listening and closes the connections the store opened (never a client passed in). */

@@ -1,3 +1,5 @@
+import { INSTANCE_ID_LENGTH } from '../instance/holder-token.js';
+
 /**
  * Lua scripts of the Redis store, registered with ioredis `defineCommand` (EVALSHA, transparently
  * reloaded after a Redis restart wipes the script cache). Each runs atomically, so "check the owner,
@@ -39,13 +41,30 @@ end
 `;
 
 /**
- * Shared Lua on exclusive lock values `<token>:<fence>[:w]`. `fence_if_mine(value, token)`: the
+ * Shared Lua on exclusive lock values `<token>:<fence>[:w]`, and on the "wanted" marker.
+ * `mark_wanted(marker, ms)`: (re)sets a key's "wanted" marker for at least `ms` (never shorter
+ * than it already lasts). Its value names who waits:
+ * the instance id its waiters' tokens start with (ARGV[1] is the caller's token in every script
+ * that marks), or '*' once waiters of more than one instance marked it. A release hands the key to
+ * its own process's waiter only while no other instance waits (RELEASE_TO_SUCCESSOR_SCRIPT).
+ * `fence_if_mine(value, token)`: the
  * fence kept in the value if `token` holds it (the value starts with exactly `<token>:`), else nil.
  * `flag_wanted(lock, value)`: appends `:w` ("someone waits for this key") to the current holder's
  * value, keeping its expiry, so its release announces itself without looking up the marker key.
  * Values of another layout (a plain token, written by versions before 0.2) are left untouched.
  */
 const LOCK_VALUE = `
+local function mark_wanted(marker, ms)
+  local by = string.sub(ARGV[1], 1, ${INSTANCE_ID_LENGTH})
+  local keep = tonumber(ms)
+  local current = redis.call('GET', marker)
+  if current then
+    if current ~= by then by = '*' end
+    -- Never shortened: another waiter's mark lasts as long as that waiter asked.
+    keep = math.max(keep, redis.call('PTTL', marker))
+  end
+  redis.call('SET', marker, by, 'PX', keep)
+end
 local function fence_if_mine(value, token)
   if value and string.sub(value, 1, #token + 1) == token .. ':' then
     return tonumber(string.match(value, '^%d+', #token + 2))
@@ -227,7 +246,7 @@ for i = 1, n do
     mine[i] = fence_if_mine(holder, ARGV[1])
     if not mine[i] then
       if announce > 0 then
-        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        mark_wanted(KEYS[base + 4], announce)
         flag_wanted(KEYS[base + 1], holder)
       end
       return {0, i, redis.call('PTTL', KEYS[base + 1])}
@@ -238,7 +257,7 @@ for i = 1, n do
     local shared_until = live_until(KEYS[base + 5]) or live_until(KEYS[base + 7])
     if shared_until then
       if announce > 0 then
-        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        mark_wanted(KEYS[base + 4], announce)
         redis.call('SET', KEYS[base + 6], '1', 'PX', announce)
       end
       return {0, i, shared_until - server_now()}
@@ -408,7 +427,7 @@ if not holder and (live_until(KEYS[5]) or live_until(KEYS[6])) then
   holder = 'shared'
   if tonumber(ARGV[4]) > 0 then
     redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
-    redis.call('SET', KEYS[8], '1', 'PX', ARGV[4])
+    mark_wanted(KEYS[8], ARGV[4])
   end
 end
 if not holder then
@@ -505,7 +524,7 @@ if holder then
     leave_queue(KEYS[8], KEYS[9], KEYS[10])
     return {1, own, 1}
   end
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+  mark_wanted(KEYS[4], ARGV[3])
   flag_wanted(KEYS[1], holder)
   queue_me(KEYS[8], KEYS[9], KEYS[10], ARGV[4], ARGV[5])
   return {0, 1, redis.call('PTTL', KEYS[1])}
@@ -513,7 +532,7 @@ end
 local shared_until = live_until(KEYS[5]) or live_until(KEYS[7])
 if shared_until then
   -- Readers or permit holders: wait like a plain writer (marked waiting, so new ones queue behind).
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+  mark_wanted(KEYS[4], ARGV[3])
   redis.call('SET', KEYS[6], '1', 'PX', ARGV[3])
   queue_me(KEYS[8], KEYS[9], KEYS[10], ARGV[4], ARGV[5])
   return {0, 1, shared_until - server_now()}
@@ -548,6 +567,45 @@ if string.sub(value, -2) ~= ':w' then
   return 1
 end
 ${NEXT_FENCE}
+${ANNOUNCE_GRANT}
+${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
+return handed or 1
+`;
+
+/**
+ * Default mode, one key, released by a process that has a waiter of its own for the key (local
+ * succession). KEYS as RELEASE_ONE_SCRIPT; ARGV[1] token, ARGV[2] channel, ARGV[3] user key,
+ * ARGV[4] the successor's token (one that has not asked Redis for the key: nothing of it is queued
+ * here), ARGV[5] its ttl ms.
+ * Compare-and-delete, then: when no other instance waits for the key (nobody is queued, and the
+ * "wanted" marker, which waiters of every mode set, is absent or names only the releasing
+ * instance, see mark_wanted), the key goes straight to the successor with a new fence, in this
+ * same atomic step, and nobody else is told. Otherwise it is exactly RELEASE_ONE_SCRIPT: waiters
+ * elsewhere come first, so a process cannot keep a key among its own callers while others wait.
+ * Returns "s<fence>" when the successor got the key, else as RELEASE_ONE_SCRIPT.
+ */
+export const RELEASE_TO_SUCCESSOR_SCRIPT = `
+local value = redis.call('GET', KEYS[1])
+local mine = ARGV[1] .. ':'
+if not value or string.sub(value, 1, #mine) ~= mine then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+${NEXT_FENCE}
+local marked_by = redis.call('GET', KEYS[7])
+if (not marked_by or marked_by == string.sub(ARGV[1], 1, ${INSTANCE_ID_LENGTH})) and redis.call('EXISTS', KEYS[3]) == 0 then
+  local fence = next_fence(KEYS[2], KEYS[5], true)
+  local successor = ARGV[4] .. ':' .. fence
+  if marked_by then
+    -- As for any grant made while the marker exists (see ACQUIRE_SCRIPT).
+    successor = successor .. ':w'
+  end
+  redis.call('SET', KEYS[1], successor, 'PX', ARGV[5])
+  return 's' .. fence
+end
+if string.sub(value, -2) ~= ':w' then
+  return 1
+end
 ${ANNOUNCE_GRANT}
 ${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
 return handed or 1
@@ -637,7 +695,7 @@ for i = 1, n do
     end
     if busy_until then
       if announce > 0 then
-        redis.call('SET', KEYS[base + 4], '1', 'PX', announce)
+        mark_wanted(KEYS[base + 4], announce)
         if writer > 0 then
           flag_wanted(KEYS[base + 5], redis.call('GET', KEYS[base + 5]))
         end
@@ -830,7 +888,7 @@ for i = 1, n do
     end
     if busy_until then
       if tonumber(ARGV[3]) > 0 then
-        redis.call('SET', KEYS[base + 4], '1', 'PX', ARGV[3])
+        mark_wanted(KEYS[base + 4], ARGV[3])
         if writer > 0 then
           flag_wanted(KEYS[base + 5], redis.call('GET', KEYS[base + 5]))
         end

@@ -7,7 +7,7 @@ import { withTimeout } from '../with-timeout.js';
 import type { ClusterConnectionOptions, RedisConnection } from '../interfaces/lock-options.interface.js';
 import { clusterSlot, SlotCounters } from './cluster-slot.js';
 import { HOLDER_TOKEN_LENGTH } from '../instance/holder-token.js';
-import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, WaitIntent } from './lock-store.js';
+import type { AcquireOutcome, LeaseShape, LockStore, ReleaseNotice, Renewal, StoreHealth, SuccessionOutcome, WaitIntent } from './lock-store.js';
 import {
   ACQUIRE_SCRIPT,
   EXTEND_SCRIPT,
@@ -22,6 +22,7 @@ import {
   READ_ACQUIRE_SCRIPT,
   QUEUED_ACQUIRE_SCRIPT,
   RELEASE_ONE_SCRIPT,
+  RELEASE_TO_SUCCESSOR_SCRIPT,
   QUEUED_SEMAPHORE_ACQUIRE_SCRIPT,
   PERMIT_RELEASE_ONE_SCRIPT,
   PERMIT_LEAVE_SCRIPT,
@@ -44,6 +45,7 @@ const SCRIPTS = {
   readAcquire: new LuaScript(READ_ACQUIRE_SCRIPT),
   queuedAcquire: new LuaScript(QUEUED_ACQUIRE_SCRIPT),
   releaseOne: new LuaScript(RELEASE_ONE_SCRIPT),
+  releaseToSuccessor: new LuaScript(RELEASE_TO_SUCCESSOR_SCRIPT),
   queuedSemaphoreAcquire: new LuaScript(QUEUED_SEMAPHORE_ACQUIRE_SCRIPT),
   permitReleaseOne: new LuaScript(PERMIT_RELEASE_ONE_SCRIPT),
   permitLeave: new LuaScript(PERMIT_LEAVE_SCRIPT),
@@ -428,6 +430,23 @@ export class RedisLockStore implements LockStore {
       return this.handedOver(await this.script<number | string>(SCRIPTS.releaseOne, 7, ...this.handoffKeys(key), token, this.releaseChannel, key));
     }
     return this.script<number>(SCRIPTS.release, keys.length, ...keys.map((key) => this.lockKey(key)), token, this.releaseChannel, ...keys);
+  }
+
+  async releaseToSuccessor(key: string, token: string, successor: string, successorTtl: number): Promise<SuccessionOutcome> {
+    const reply = await this.script<number | string>(
+      SCRIPTS.releaseToSuccessor,
+      7,
+      ...this.handoffKeys(key),
+      token,
+      this.releaseChannel,
+      key,
+      successor,
+      successorTtl,
+    );
+    if (typeof reply === 'string' && reply.startsWith('s')) return { released: true, successorFence: Number(reply.slice(1)) };
+    if (typeof reply !== 'string') return { released: reply > 0 };
+    this.handedOver(reply);
+    return { released: true, handedTo: parseReleaseMessage(reply)?.grantedTo?.token };
   }
 
   async leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void> {

@@ -60,3 +60,18 @@ function sentNothingAfterHandoff(calls: string[], releasedBy: string, waiterToke
     after: calls.slice(releaseAt + 1).filter((line) => line.includes(waiterToken)),
   };
 }
+
+/**
+ * Releases `held`, awaits `waiting` (a caller of the same service that waited for this very
+ * release) and expects the release to have handed it the lock (local succession): the only script
+ * call that names the waiter is that release; the waiter itself asked Redis nothing, before or
+ * after. Returns the waiter's lock.
+ */
+export async function releaseAndExpectSuccession(monitor: RedisMonitor, redis: Redis, held: Lock, waiting: Promise<Lock>): Promise<Lock> {
+  await held.release();
+  const got = await waiting;
+  const naming = (await monitor.scriptCalls(redis)).filter((line) => line.includes(got.token));
+  expect(naming).toHaveLength(1);
+  expect(naming[0]).toContain(held.token);
+  return got;
+}
