@@ -556,21 +556,7 @@ return {1, fence}
  * Returns the grant's message if it handed the lock over, else 1 if released, 0 if the lock was
  * not ours.
  */
-export const RELEASE_ONE_SCRIPT = `
-local value = redis.call('GET', KEYS[1])
-local mine = ARGV[1] .. ':'
-if not value or string.sub(value, 1, #mine) ~= mine then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-if string.sub(value, -2) ~= ':w' then
-  return 1
-end
-${NEXT_FENCE}
-${ANNOUNCE_GRANT}
-${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
-return handed or 1
-`;
+export const RELEASE_ONE_SCRIPT = releaseOneKey(false);
 
 /**
  * Default mode, one key, released by a process that has a waiter of its own for the key (local
@@ -584,13 +570,13 @@ return handed or 1
  * elsewhere come first, so a process cannot keep a key among its own callers while others wait.
  * Returns "s<fence>" when the successor got the key, else as RELEASE_ONE_SCRIPT.
  */
-export const RELEASE_TO_SUCCESSOR_SCRIPT = `
-local value = redis.call('GET', KEYS[1])
-local mine = ARGV[1] .. ':'
-if not value or string.sub(value, 1, #mine) ~= mine then
-  return 0
-end
-redis.call('DEL', KEYS[1])
+export const RELEASE_TO_SUCCESSOR_SCRIPT = releaseOneKey(true);
+
+/** RELEASE_ONE_SCRIPT, and with `succession` RELEASE_TO_SUCCESSOR_SCRIPT (the same with one step more). */
+function releaseOneKey(succession: boolean): string {
+  // The successor step needs next_fence before the ":w" check; the plain release defines it only
+  // past that check, which most releases (nobody waiting) never reach.
+  const successor = `
 ${NEXT_FENCE}
 local marked_by = redis.call('GET', KEYS[7])
 if (not marked_by or marked_by == string.sub(ARGV[1], 1, ${INSTANCE_ID_LENGTH})) and redis.call('EXISTS', KEYS[3]) == 0 then
@@ -602,14 +588,23 @@ if (not marked_by or marked_by == string.sub(ARGV[1], 1, ${INSTANCE_ID_LENGTH}))
   end
   redis.call('SET', KEYS[1], successor, 'PX', ARGV[5])
   return 's' .. fence
+end`;
+  return `
+local value = redis.call('GET', KEYS[1])
+local mine = ARGV[1] .. ':'
+if not value or string.sub(value, 1, #mine) ~= mine then
+  return 0
 end
+redis.call('DEL', KEYS[1])${succession ? successor : ''}
 if string.sub(value, -2) ~= ':w' then
   return 1
 end
+${succession ? '' : NEXT_FENCE}
 ${ANNOUNCE_GRANT}
 ${handOver('ARGV[2]', 'ARGV[3]', 'KEYS[5]', 'KEYS[6]', 'KEYS[7]')}
 return handed or 1
 `;
+}
 
 /**
  * Redlock: KEYS pairs per user key: [2i-1] its shared fence counter, [2i] its legacy per-key
