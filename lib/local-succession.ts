@@ -9,7 +9,7 @@ export interface Succession {
 
 /**
  * A caller waiting for a key that this service itself holds (one key, default mode), without
- * asking Redis: the holder's release offers it the key (see LockService.releaseLease).
+ * asking Redis: the holder's release offers it the key (see LockService.releaseToSuccessor).
  */
 export class SuccessionCandidate {
   /** Set once a release gave it the key. */
