@@ -63,8 +63,9 @@ export class LocalSuccession {
     else this.lines.set(candidate.key, [candidate]);
   }
 
-  /** Takes the candidate out of its line (it got the key, or stopped waiting). */
+  /** The candidate stops waiting here (it asks Redis now, or its wait ended): out of its line for good. */
   leave(candidate: SuccessionCandidate): void {
+    candidate.left = true;
     const line = this.lines.get(candidate.key);
     if (!line) return;
     const index = line.indexOf(candidate);

@@ -462,7 +462,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       // One key in the default mode, held by this very service: wait for its release here, not in
       // Redis. Only before the first attempt: a caller queued in Redis is handed the key from there.
       let succession: Succession | undefined;
-      if (queued && !fair && call.permits === undefined && this.holdsHere(keys[0])) {
+      if (queued && this.passesLocally(keys, shape) && this.holdsHere(keys[0])) {
         candidate = new SuccessionCandidate(keys[0], token, call.ttl, new Waiter(this.waiters, keys[0], token));
         this.succession.join(candidate);
         succession = await this.awaitSuccession(candidate, call, deadline, pollInterval);
@@ -655,13 +655,20 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
       const now = monotonicNow();
       const holderLeft = candidate.offer === undefined && !this.holdsHere(candidate.key);
       if (candidate.dismissed || holderLeft || now >= deadline) {
-        candidate.left = true;
         this.succession.leave(candidate);
         return undefined;
       }
       const woke = await candidate.waiter.sleep(Math.min(pollInterval, deadline - now), call.signal);
       if (woke === 'aborted') throw (call.signal as AbortSignal).reason;
     }
+  }
+
+  /**
+   * Holds of this shape are handed from caller to caller of this service by the release (local
+   * succession): one key, exclusive, not fair, on a store that can do it.
+   */
+  private passesLocally(keys: readonly string[], shape: LeaseShape): boolean {
+    return keys.length === 1 && !shape.fair && shape.permits === undefined && shape.mode !== 'read' && this.store.releaseToSuccessor !== undefined;
   }
 
   /** Sends the callers lined up for `key` to Redis, unless this service still holds it or is offering it. */
@@ -680,7 +687,6 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
    * first and miss it), and the callers still waiting here then ask Redis.
    */
   private endCandidacy(candidate: SuccessionCandidate, acquired: boolean, keys: string[], token: string, shape: LeaseShape): void {
-    candidate.left = true;
     this.succession.leave(candidate);
     if (acquired || candidate.offer === undefined) return;
     const givingBack = candidate.offer
@@ -718,9 +724,7 @@ export class LockService implements OnApplicationShutdown, LeaseOwner {
     const lease = new Lease(keys, token, fences, call.ttl, sentAt, call.autoExtend, holdDeadline, call.maxHold);
     lease.shape = shape;
     this.leases.add(lease);
-    if (keys.length === 1 && !shape.fair && shape.permits === undefined && shape.mode !== 'read' && this.store.releaseToSuccessor) {
-      this.soleHolds.set(keys[0], lease);
-    }
+    if (this.passesLocally(keys, shape)) this.soleHolds.set(keys[0], lease);
     this.keeper.schedule(lease);
     if (this.onEvent) this.emit({ type: 'acquired', keys, fences, waitedMs: Math.round(monotonicNow() - waitStart) });
     return lease;

@@ -445,8 +445,7 @@ export class RedisLockStore implements LockStore {
     );
     if (typeof reply === 'string' && reply.startsWith('s')) return { released: true, successorFence: Number(reply.slice(1)) };
     if (typeof reply !== 'string') return { released: reply > 0 };
-    this.handedOver(reply);
-    return { released: true, handedTo: parseReleaseMessage(reply)?.grantedTo?.token };
+    return { released: true, handedTo: this.hearGrant(reply)?.grantedTo?.token };
   }
 
   async leaveQueue(key: string, token: string, ttl: number, shape?: LeaseShape): Promise<void> {
@@ -467,9 +466,15 @@ export class RedisLockStore implements LockStore {
    */
   private handedOver(reply: number | string): number {
     if (typeof reply !== 'string') return reply;
-    const notice = parseReleaseMessage(reply);
-    if (notice && this.releaseListener) this.releaseListener(notice);
+    this.hearGrant(reply);
     return 1;
+  }
+
+  /** Hands a grant's message from a script's reply to the release listener (see handedOver); the notice read from it. */
+  private hearGrant(message: string): ReleaseNotice | undefined {
+    const notice = parseReleaseMessage(message);
+    if (notice && this.releaseListener) this.releaseListener(notice);
+    return notice;
   }
 
   /** Redlock: makes every fence counter at least the fence just handed out (see RAISE_FENCES_SCRIPT). */
