@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
-import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
-import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import type { RedisServer } from './support/redis-server.js';
+import { eventually, startLockApp, startTwoApps, stopTwoApps, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
 import { RedisMonitor, releaseAndExpectSuccession } from './support/redis-monitor.js';
 
@@ -17,19 +17,11 @@ describe('local succession: a release hands the key to a caller of the same serv
   const publishes = async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
 
   beforeAll(async () => {
-    server = await RedisServer.start();
-    redis = server.client();
     // A poll far longer than any wait below: a waiter only gets the key in time if it is handed it,
     // or woken by a release.
-    appA = await startLockApp({ redis: server.url, pollInterval: 600_000 });
-    appB = await startLockApp({ redis: server.url, pollInterval: 600_000 });
+    ({ server, redis, appA, appB } = await startTwoApps({ pollInterval: 600_000 }));
   });
-  afterAll(async () => {
-    await appA?.close();
-    await appB?.close();
-    await redis?.quit();
-    await stopAllRedisServers();
-  });
+  afterAll(() => stopTwoApps({ redis, appA, appB }));
 
   it('hands the key over in the release: the caller asks Redis nothing, and nothing is published', async () => {
     const key = 'succession:direct';

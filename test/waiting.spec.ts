@@ -1,8 +1,8 @@
 import { getEventListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import { LockNotAcquiredError, type Lock, type LockService } from '../lib/index.js';
-import { RedisServer, stopAllRedisServers } from './support/redis-server.js';
-import { eventually, startLockApp, type LockApp } from './support/lock-app.js';
+import type { RedisServer } from './support/redis-server.js';
+import { eventually, startLockApp, startTwoApps, stopTwoApps, type LockApp } from './support/lock-app.js';
 import { ownerOf } from './support/lock-value.js';
 import { RedisMonitor, releaseAndExpectHandoff, releaseAndExpectSuccession } from './support/redis-monitor.js';
 import { noSubscribeUserUrl } from './support/redis-admin.js';
@@ -14,18 +14,10 @@ describe('waiting for a busy lock', () => {
   let appB: LockApp;
 
   beforeAll(async () => {
-    server = await RedisServer.start();
-    redis = server.client();
     // A poll far longer than any wait below: only a release notification can wake a waiter in time.
-    appA = await startLockApp({ redis: server.url, pollInterval: 600_000 });
-    appB = await startLockApp({ redis: server.url, pollInterval: 600_000 });
+    ({ server, redis, appA, appB } = await startTwoApps({ pollInterval: 600_000 }));
   });
-  afterAll(async () => {
-    await appA?.close();
-    await appB?.close();
-    await redis?.quit();
-    await stopAllRedisServers();
-  });
+  afterAll(() => stopTwoApps({ redis, appA, appB }));
 
   it('wakes a waiter in another app by the release, not by the poll', async () => {
     const held = await appA.locks.acquire('wake:1', { ttl: 600_000 });
@@ -107,17 +99,9 @@ describe.each([true, false])('queued waiters, handed the lock by the release (fa
   const queueLength = (key: string) => redis.llen(`lock:{${key}}:queue`);
 
   beforeAll(async () => {
-    server = await RedisServer.start();
-    redis = server.client();
-    appA = await startLockApp({ redis: server.url, fair });
-    appB = await startLockApp({ redis: server.url, fair });
+    ({ server, redis, appA, appB } = await startTwoApps({ fair }));
   });
-  afterAll(async () => {
-    await appA?.close();
-    await appB?.close();
-    await redis?.quit();
-    await stopAllRedisServers();
-  });
+  afterAll(() => stopTwoApps({ redis, appA, appB }));
 
   it('serves waiters from two apps in arrival order', async () => {
     const key = `fair:order:${fair}`;
